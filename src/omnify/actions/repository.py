@@ -1,0 +1,61 @@
+"""All SQL for actions; every query takes the organization."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from omnify.actions.models import Action, ActionStatus
+from omnify.core.pagination import PageParams, keyset
+
+
+async def get(session: AsyncSession, org_id: uuid.UUID, action_id: uuid.UUID) -> Action | None:
+    return await session.scalar(select(Action).where(Action.org_id == org_id, Action.id == action_id))
+
+
+async def list_page(
+    session: AsyncSession, org_id: uuid.UUID, params: PageParams, *, client_id: uuid.UUID | None = None,
+    status: str | None = None, recommendation_id: uuid.UUID | None = None,
+) -> Sequence[Action]:
+    stmt = select(Action).where(Action.org_id == org_id)
+    if client_id is not None:
+        stmt = stmt.where(Action.client_id == client_id)
+    if status is not None:
+        stmt = stmt.where(Action.status == status)
+    if recommendation_id is not None:
+        stmt = stmt.where(Action.recommendation_id == recommendation_id)
+    stmt = keyset(stmt, Action.created_at, Action.id, params)  # type: ignore[arg-type]
+    return (await session.scalars(stmt)).all()
+
+
+async def pending_for_recommendation(session: AsyncSession, org_id: uuid.UUID, rec_id: uuid.UUID) -> Action | None:
+    return await session.scalar(select(Action).where(
+        Action.org_id == org_id, Action.recommendation_id == rec_id,
+        Action.status == ActionStatus.PENDING_APPROVAL.value).limit(1))
+
+
+async def applied_since(
+    session: AsyncSession, org_id: uuid.UUID, client_id: uuid.UUID, since: datetime
+) -> Sequence[Action]:
+    """Actions whose changes still stand, applied since ``since`` (oldest first)."""
+    return (await session.scalars(select(Action).where(
+        Action.org_id == org_id, Action.client_id == client_id, Action.status == ActionStatus.APPLIED.value,
+        Action.applied_at >= since).order_by(Action.applied_at))).all()
+
+
+async def claim_status(
+    session: AsyncSession, org_id: uuid.UUID, action_id: uuid.UUID, *, expected: str, new: str, at: datetime
+) -> bool:
+    result = await session.execute(
+        update(Action).where(Action.org_id == org_id, Action.id == action_id, Action.status == expected)
+        .values(status=new, updated_at=at).execution_options(synchronize_session=False)
+    )
+    return (getattr(result, "rowcount", 0) or 0) == 1
+
+
+def add(session: AsyncSession, obj: object) -> None:
+    session.add(obj)

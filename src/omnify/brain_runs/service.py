@@ -1,0 +1,151 @@
+"""A brain run for one client: load, think, store, record.
+
+Stages and their transactions:
+
+1. Record the run as ``running`` (committed, so a crash leaves a trace).
+2. Load the client's synced rows (:mod:`omnify.brain_runs.loader`) for the look-back
+   window into plain arrays.
+3. Run :func:`omnify.brain.run.run_brain` once per currency (pure, CPU only; in a worker
+   thread so an API process's event loop is not blocked by a large client).
+4. In one transaction under the organization's write lock: merge the findings into
+   recommendations (de-duplicated by natural key, events emitted) and finish the run
+   record with its duration, timings, inputs and outcome.
+
+A failure at any stage marks the run ``failed`` with the error class and message and
+re-raises, so a Celery task retries it (the merge is idempotent).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any
+
+import anyio.to_thread
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from omnify.actions import guardrails
+from omnify.brain.run import BrainResult, run_brain
+from omnify.brain_runs import loader
+from omnify.brain_runs.models import BrainRun, RunStatus, RunTrigger
+from omnify.brain_runs.translate import ClientData, build_frames, config_for, findings_from, summarize_inputs
+from omnify.clients import service as clients
+from omnify.core.db import utcnow
+from omnify.core.errors import NotFound
+from omnify.core.pagination import PageParams, keyset
+from omnify.orgs import service as orgs
+from omnify.recommendations import service as recommendations
+from omnify.recommendations.service import Finding
+
+log = structlog.get_logger(__name__)
+
+#: Days of history a run reads: enough for fatigue baselines, response curves and a
+#: year-over-year-free anomaly baseline, small enough to load in well under a second.
+LOOKBACK_DAYS = 180
+#: Orders for LTV need a longer memory (repeat-purchase gaps are months).
+ORDERS_LOOKBACK_DAYS = 730
+
+
+def think(data: ClientData, *, as_of: date | None, max_daily_change: float) -> tuple[list[Finding], dict[str, Any],
+                                                                                    list[str]]:
+    """The CPU part: run the brain per currency and translate its recommendations."""
+    findings: list[Finding] = []
+    timings: dict[str, Any] = {}
+    warnings: list[str] = []
+    for i, currency in enumerate(data.currencies()):
+        frames = build_frames(data, currency, as_of=as_of, max_daily_change=max_daily_change)
+        if not len(frames.ads) and frames.orders is None:
+            continue
+        result: BrainResult = run_brain(frames, config_for(primary=i == 0))
+        timings[currency] = result.timings_ms
+        warnings += [f"{currency}: {w}" for w in result.warnings]
+        findings += findings_from(result, data, currency)
+    return findings, timings, warnings
+
+
+async def run_for_client(
+    session: AsyncSession, org_id: uuid.UUID, client_id: uuid.UUID, trigger: RunTrigger = RunTrigger.MANUAL,
+    *, as_of: date | None = None,
+) -> BrainRun:
+    """Run the brain for one client and store its recommendations; returns the run record."""
+    client = await clients.get_live_client(session, org_id, client_id)
+    started = utcnow()
+    t0 = time.perf_counter()
+    run = BrainRun(id=uuid.uuid4(), org_id=org_id, client_id=client_id, trigger=trigger.value,
+                   status=RunStatus.RUNNING.value, started_at=started, created_at=started, updated_at=started,
+                   timings={}, inputs={}, outcome={}, warnings=[])
+    session.add(run)
+    await session.commit()
+    run_id = run.id
+    try:
+        org = await orgs.get_org(session, org_id)
+        max_change = guardrails.from_org_settings(org.settings).max_budget_change_per_day
+        today = as_of or started.date()
+        t_load = time.perf_counter()
+        data = await loader.load_client_data(
+            session, org_id, client_id, since=today - timedelta(days=LOOKBACK_DAYS - 1), until=today,
+            orders_since=today - timedelta(days=ORDERS_LOOKBACK_DAYS))
+        data.profile = {"company_name": client.company_name, "industry": client.industry,
+                        "website": client.website, "description": client.description,
+                        "currency": client.currency, **{k: v for k, v in (client.brand or {}).items()
+                                                         if isinstance(v, str | int | float)}}
+        load_ms = round((time.perf_counter() - t_load) * 1000, 2)
+        await session.rollback()  # end the read transaction before the CPU-bound part
+        t_brain = time.perf_counter()
+        findings, brain_timings, warnings = await anyio.to_thread.run_sync(
+            lambda: think(data, as_of=as_of, max_daily_change=min(max_change, 1.0)))
+        brain_ms = round((time.perf_counter() - t_brain) * 1000, 2)
+        t_store = time.perf_counter()
+        await clients.serialize_org_writes(session, org_id)
+        outcome = await recommendations.merge_findings(session, org_id, client_id, findings, run_id)
+        run = await _get(session, org_id, run_id)
+        run.status = RunStatus.SUCCEEDED.value
+        run.inputs = summarize_inputs(data)
+        run.outcome = {**outcome.to_dict(), "findings": len(findings)}
+        run.warnings = warnings[:50]
+        run.finished_at = utcnow()
+        run.timings = {"load_ms": load_ms, "brain_ms": brain_ms, "brain": brain_timings,
+                       "store_ms": round((time.perf_counter() - t_store) * 1000, 2)}
+        run.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
+        await session.commit()
+    except Exception as exc:
+        await session.rollback()
+        failed = await _get(session, org_id, run_id)
+        failed.status = RunStatus.FAILED.value
+        failed.error = f"{type(exc).__name__}: {exc}"[:500]
+        failed.finished_at = utcnow()
+        failed.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
+        await session.commit()
+        log.warning("brain_run.failed", client_id=str(client_id), error=type(exc).__name__)
+        raise
+    log.info("brain_run.succeeded", client_id=str(client_id), duration_ms=run.duration_ms, **run.outcome)
+    return run
+
+
+async def _get(session: AsyncSession, org_id: uuid.UUID, run_id: uuid.UUID) -> BrainRun:
+    row = await session.scalar(select(BrainRun).where(BrainRun.org_id == org_id, BrainRun.id == run_id))
+    if row is None:
+        raise NotFound("Brain run not found.")
+    return row
+
+
+async def get(session: AsyncSession, org_id: uuid.UUID, run_id: uuid.UUID) -> BrainRun:
+    return await _get(session, org_id, run_id)
+
+
+async def list_runs(
+    session: AsyncSession, org_id: uuid.UUID, client_id: uuid.UUID, params: PageParams
+) -> Sequence[BrainRun]:
+    await clients.get_client(session, org_id, client_id)
+    stmt = keyset(select(BrainRun).where(BrainRun.org_id == org_id, BrainRun.client_id == client_id),
+                  BrainRun.created_at, BrainRun.id, params)  # type: ignore[arg-type]
+    return (await session.scalars(stmt)).all()
+
+
+async def due_clients(session: AsyncSession, org_id: uuid.UUID) -> list[uuid.UUID]:
+    """Live clients of one organization that have synced data (the scheduled sweep's work)."""
+    return await loader.clients_with_data(session, org_id)

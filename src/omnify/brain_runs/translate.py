@@ -1,0 +1,215 @@
+"""From a client's normalized rows to brain frames, and from brain results to stored findings.
+
+Pure (no I/O), so the mapping rules are unit-tested on their own:
+
+* The brain is run **once per currency**: its allocation and impact figures add money
+  across campaigns, which is only meaningful within one currency. Ideas are drafted
+  once, from the currency with the most spend.
+* Money goes in as integer minor units and comes back as minor units: evidence numbers
+  are minor units of the finding's ``currency``; expected impact is rounded to an int.
+* Ads and campaigns are keyed by **our** ids (UUIDs of the synced rows), so a finding
+  refers to rows we own; the one-click ``action`` is then enriched with what the
+  platform needs (platform, ad account, the entity's external id, current budget), so
+  applying never has to re-read the synced tables.
+* Stored dedupe keys are ``<currency>|<brain key>``: the same finding in two currencies
+  is two findings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from omnify.brain.run import BrainConfig, BrainFrames, BrainResult, BudgetPlan, Orders
+from omnify.brain.run import Recommendation as BrainRecommendation
+from omnify.brain.types import DailyAdMetrics
+from omnify.recommendations.service import Finding
+
+
+@dataclass(frozen=True, slots=True)
+class AdInfo:
+    key: str  # our id
+    external_id: str
+    name: str | None
+    platform: str
+    account_external_id: str
+    campaign_key: str
+    status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignInfo:
+    key: str
+    external_id: str
+    name: str | None
+    platform: str
+    account_external_id: str
+    daily_budget_minor: int | None
+    status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdDay:
+    ad_key: str
+    day: date
+    currency: str
+    spend_minor: int
+    impressions: int
+    clicks: int
+    conversions: float
+    revenue_minor: int
+    frequency: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    customer_key: str
+    day: date
+    total_minor: int
+    currency: str
+
+
+@dataclass(slots=True)
+class ClientData:
+    client_id: str
+    ads: dict[str, AdInfo] = field(default_factory=dict)
+    campaigns: dict[str, CampaignInfo] = field(default_factory=dict)
+    days: list[AdDay] = field(default_factory=list)
+    orders: list[OrderRow] = field(default_factory=list)
+    profile: dict[str, Any] = field(default_factory=dict)
+
+    def currencies(self) -> list[str]:
+        """Currencies with data, the one with the most ad spend first."""
+        spend: dict[str, int] = {}
+        for d in self.days:
+            spend[d.currency.upper()] = spend.get(d.currency.upper(), 0) + d.spend_minor
+        for o in self.orders:
+            spend.setdefault(o.currency.upper(), 0)
+        return sorted(spend, key=lambda c: (-spend[c], c))
+
+
+def build_frames(
+    data: ClientData, currency: str, *, as_of: date | None, max_daily_change: float,
+) -> BrainFrames:
+    days = [d for d in data.days if d.currency.upper() == currency and d.ad_key in data.ads]
+    ads = data.ads
+    has_freq = bool(days) and all(d.frequency is not None for d in days)
+    frame = DailyAdMetrics.build(
+        ad_id=[d.ad_key for d in days],
+        date=[d.day for d in days],
+        impressions=[d.impressions for d in days],
+        clicks=[min(d.clicks, d.impressions) for d in days],
+        conversions=[max(d.conversions, 0.0) for d in days],
+        spend=[d.spend_minor for d in days],
+        revenue=[d.revenue_minor for d in days],
+        campaign_id=[ads[d.ad_key].campaign_key for d in days],
+        account_id=[ads[d.ad_key].account_external_id for d in days],
+        platform=[ads[d.ad_key].platform for d in days],
+        frequency=[d.frequency or 0.0 for d in days] if has_freq else None,
+    )
+    in_frame = {ads[d.ad_key].campaign_key for d in days}
+    budgets = {k: float(c.daily_budget_minor) for k, c in data.campaigns.items()
+               if k in in_frame and c.daily_budget_minor and (c.status or "active") == "active"}
+    orders = [o for o in data.orders if o.currency.upper() == currency]
+    return BrainFrames(
+        client_id=data.client_id,
+        ads=frame,
+        orders=Orders.build(customer_id=[o.customer_key for o in orders], date=[o.day for o in orders],
+                            amount=[o.total_minor for o in orders]) if orders else None,
+        profile=data.profile,
+        budget=BudgetPlan(current=budgets or None, max_daily_change=max_daily_change),
+        as_of=as_of,
+        currency=currency,
+    )
+
+
+def config_for(primary: bool) -> BrainConfig:
+    return BrainConfig() if primary else BrainConfig(max_ideas=0)
+
+
+def _impact(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+def _pause_action(rec: BrainRecommendation, data: ClientData) -> dict[str, Any] | None:
+    ad = data.ads.get(str((rec.action or {}).get("ad_id", "")))
+    if ad is None:
+        return None
+    spend = rec.evidence.get("recent_daily_spend")
+    return {"type": "pause_ad", "platform": ad.platform, "account_id": ad.account_external_id,
+            "entity_id": ad.external_id, "name": ad.name, "ad_id": ad.key,
+            "daily_spend_minor": round(float(spend)) if isinstance(spend, int | float) else None}
+
+
+def _budget_action(rec: BrainRecommendation, data: ClientData, currency: str) -> dict[str, Any] | None:
+    budgets = []
+    for key, value in ((rec.action or {}).get("budgets") or {}).items():
+        camp = data.campaigns.get(str(key))
+        if camp is None or not camp.daily_budget_minor:
+            return None  # cannot apply a plan with a campaign we cannot address
+        budgets.append({"platform": camp.platform, "account_id": camp.account_external_id, "level": "campaign",
+                        "entity_id": camp.external_id, "name": camp.name, "campaign_id": camp.key,
+                        "current_minor": camp.daily_budget_minor, "recommended_minor": round(float(value))})
+    return {"type": "set_budgets", "currency": currency, "budgets": budgets} if budgets else None
+
+
+def _target(rec: BrainRecommendation, data: ClientData) -> tuple[dict[str, Any], str | None]:
+    target = {k: str(v) for k, v in rec.target.items()}
+    level, key = target.get("level"), target.get("id", "")
+    ad = data.ads.get(key) if level == "ad" else None
+    camp = data.campaigns.get(key) if level == "campaign" else None
+    entity: AdInfo | CampaignInfo | None = ad or camp
+    if entity is not None:
+        target.update(name=entity.name or "", platform=entity.platform, external_id=entity.external_id,
+                      account_id=entity.account_external_id)
+        return target, entity.platform
+    if level == "client" and key in {a.platform for a in data.ads.values()}:
+        return target, key
+    return target, None
+
+
+def _title(rec: BrainRecommendation, data: ClientData) -> str:
+    """Brain titles name our ids; show the ad's or campaign's name instead."""
+    title = rec.title
+    key = str(rec.target.get("id", ""))
+    entity = data.ads.get(key) or data.campaigns.get(key)
+    if entity is not None and entity.name:
+        title = title.replace(key, f"'{entity.name}'")
+    return title[:300]
+
+
+def findings_from(result: BrainResult, data: ClientData, currency: str) -> list[Finding]:
+    out: list[Finding] = []
+    for rec in result.recommendations:
+        action: dict[str, Any] | None = None
+        if rec.action is not None:
+            if rec.action.get("type") == "pause_ad":
+                action = _pause_action(rec, data)
+            elif rec.action.get("type") == "set_budgets":
+                action = _budget_action(rec, data, currency)
+            # Other action types (e.g. export_audience) have no platform write yet: advice only.
+        target, platform = _target(rec, data)
+        if action is not None and platform is None:
+            platform = str(action.get("platform")) if action.get("platform") else None
+        out.append(Finding(
+            module=rec.module, kind=rec.kind, dedupe_key=f"{currency}|{rec.dedupe_key}"[:255],
+            title=_title(rec, data), target=target, platform=platform,
+            confidence=float(min(max(rec.confidence, 0.0), 1.0)), impact_minor=_impact(rec.expected_impact),
+            currency=currency, action=action, evidence=rec.evidence,
+        ))
+    return out
+
+
+def summarize_inputs(data: ClientData) -> dict[str, Any]:
+    return {"metric_rows": len(data.days), "ads": len(data.ads), "campaigns": len(data.campaigns),
+            "orders": len(data.orders), "currencies": data.currencies()}
+
+
+def merge_timings(timings: dict[str, Any], currency: str, brain: dict[str, float]) -> None:
+    timings.setdefault("brain_ms", {})[currency] = brain
+
+
+__all__: Sequence[str] = ["AdDay", "AdInfo", "CampaignInfo", "ClientData", "OrderRow", "build_frames",
+                          "config_for", "findings_from", "summarize_inputs"]

@@ -1,0 +1,1 @@
+"""Campaign ideas drafted during onboarding, with their review workflow."""

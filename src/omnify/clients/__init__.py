@@ -1,0 +1,1 @@
+"""Client profiles: the agency's customers being onboarded."""

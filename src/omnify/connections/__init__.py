@@ -1,0 +1,1 @@
+"""Platform connections of clients: OAuth authorization, account selection, health and disconnect."""

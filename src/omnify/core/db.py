@@ -1,0 +1,188 @@
+"""Engine, sessions, the declarative base and the tenant context.
+
+Tenant isolation has two locks. The first is in the repositories: every query of a
+tenant table takes the organization as a required argument. The second lives in
+PostgreSQL: each tenant table has a row-level-security policy keyed on the
+transaction-local setting ``app.org_id``. :func:`_apply_tenant_settings` sets it at the
+start of *every* transaction of a session whose ``info`` carries a tenant, so a service
+that commits half-way through a request keeps its scope.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, MetaData, String, TypeDecorator, event, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, declared_attr, mapped_column
+
+from omnify.settings import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Session.info keys carried into PostgreSQL as transaction-local settings.
+TENANT_SETTING_KEYS = ("org_id", "user_id", "api_key_hash", "invitation_hash")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes on both databases (SQLite forgets the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+class IdMixin:
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TenantMixin:
+    """A row owned by one organization. RLS policies are created for these tables."""
+
+    @declared_attr
+    def org_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+
+
+def short_str(length: int = 255) -> String:
+    return String(length)
+
+
+# ----------------------------------------------------------------------------------- engine
+def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    url = url or settings.resolved_database_url
+    kwargs: dict[str, Any] = {"echo": settings.db_echo, "future": True}
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs.update(
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+            pool_recycle=settings.db_pool_recycle,
+            pool_pre_ping=settings.db_pool_pre_ping,
+        )
+    engine = create_async_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+# ----------------------------------------------------------------------------- tenant context
+def set_tenant(session: AsyncSession, org_id: uuid.UUID | None, **extra: str | None) -> None:
+    """Bind the session to one organization (and optional auth facts for RLS look-ups).
+
+    Takes effect at the next transaction start; call it before the first query, or
+    :func:`apply_tenant_now` to push it into the transaction already open.
+    """
+    session.info["org_id"] = str(org_id) if org_id else None
+    for key, value in extra.items():
+        if key not in TENANT_SETTING_KEYS:
+            raise ValueError(f"unknown tenant setting {key!r}")
+        session.info[key] = value
+
+
+async def apply_tenant_now(session: AsyncSession) -> None:
+    """Push the session's tenant settings into the already-open transaction."""
+    if session.in_transaction():
+        await session.run_sync(lambda s: _write_settings(s, s.connection()))
+
+
+def _write_settings(session: Session, connection: Connection) -> None:
+    if connection.dialect.name != "postgresql":
+        return
+    for key in TENANT_SETTING_KEYS:
+        connection.execute(
+            text("SELECT set_config(:k, :v, true)"), {"k": f"app.{key}", "v": session.info.get(key) or ""}
+        )
+
+
+@event.listens_for(Session, "after_begin")
+def _apply_tenant_settings(session: Session, _tx: SessionTransaction, connection: Connection) -> None:
+    if any(session.info.get(k) for k in TENANT_SETTING_KEYS):
+        _write_settings(session, connection)
+
+
+class Database:
+    """Owns the engine and session factory of one process."""
+
+    def __init__(self, settings: Settings, url: str | None = None) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings, url)
+        self.sessionmaker = create_sessionmaker(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessionmaker() as session:
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def bind_tenant(session: AsyncSession, org_id: uuid.UUID | None, **extra: str | None) -> None:
+    """Bind the tenant and apply it to the open transaction, if any, at once."""
+    set_tenant(session, org_id, **extra)
+    await apply_tenant_now(session)

@@ -1,0 +1,1 @@
+"""Encrypted ad-platform credentials of clients, and master-key rotation."""

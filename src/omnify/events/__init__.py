@@ -1,0 +1,1 @@
+"""Internal domain events, written to an outbox in the business transaction."""

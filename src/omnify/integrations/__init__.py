@@ -1,0 +1,1 @@
+"""Ad-platform and commerce connectors, one package per platform (see base.py)."""

@@ -1,0 +1,5 @@
+"""Shopify Admin API: OAuth install, REST connector, webhooks, mapping and sandbox."""
+
+from omnify.integrations.shopify.client import ShopifyConnector, ShopifySettings
+
+__all__ = ["ShopifyConnector", "ShopifySettings"]

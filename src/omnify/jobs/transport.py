@@ -1,0 +1,229 @@
+"""kombu's SQLAlchemy transport, made safe for ``acks_late`` work: leases and real acks.
+
+The stock transport (``sqla+...``) marks a row invisible when it hands the message to a
+consumer and never looks at it again: the "unacknowledged" state lives only in the
+consumer's memory. A worker killed with SIGKILL therefore loses every message it held,
+and acknowledged rows pile up forever. That breaks the promise of the embedded default
+(``omnify up`` with nothing else installed) that a crashed task runs again.
+
+This subclass keeps the table layout and adds what Redis' transport does with its
+visibility timeout, plus lease renewal:
+
+* delivering a message stamps it with a lease (the ``timestamp`` column, which the
+  stock transport already touches on delivery);
+* a message whose lease expired is deliverable again, to any consumer;
+* while a consumer lives, a background thread renews the leases of the messages it
+  holds, so a task longer than the lease is never handed out twice;
+* acknowledging (or rejecting without requeue) deletes the row; requeueing makes it
+  visible again in place instead of inserting a copy.
+
+Selected by :func:`omnify.jobs.celery_app.broker_transport_url`, which rewrites
+``sqla+``/``sqlalchemy+`` broker URLs to the ``omnify-sqla+`` scheme registered here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from json import dumps, loads
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import structlog
+from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport import sqlalchemy as kombu_sqla
+from kombu.utils.encoding import bytes_to_str
+from sqlalchemy import Engine, create_engine, delete, event, or_, text, update
+from sqlalchemy.engine import make_url
+
+log = structlog.get_logger(__name__)
+
+SCHEME = "omnify-sqla"
+
+#: Transport options that configure this transport rather than ``create_engine``.
+_OWN_OPTIONS = frozenset(
+    {
+        "queue_tablename",
+        "message_tablename",
+        "callback",
+        "errback",
+        "max_retries",
+        "interval_start",
+        "interval_step",
+        "interval_max",
+        "retry_errors",
+        "polling_interval",
+        "visibility_timeout",
+    }
+)
+
+DEFAULT_LEASE_SECONDS = 60.0
+
+
+def _now() -> datetime.datetime:
+    # The stock model stores naive local time (``datetime.now``); stay consistent.
+    return datetime.datetime.now()
+
+
+class Channel(kombu_sqla.Channel):  # type: ignore[misc]
+    """A channel whose deliveries are leased, renewed, and deleted on ack."""
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        options = connection.client.transport_options
+        self.lease_seconds = float(options.get("visibility_timeout", DEFAULT_LEASE_SECONDS))
+        self._leases: dict[str, int] = {}
+        self._leases_lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
+        self._renewer_stop = threading.Event()
+        super().__init__(connection, **kwargs)
+
+    # ----------------------------------------------------------------- engine
+    def _engine_from_config(self) -> Engine:
+        conninfo: Any = self.connection.client
+        engine_options = {k: v for k, v in conninfo.transport_options.items() if k not in _OWN_OPTIONS}
+        url: str = str(conninfo.hostname)
+        if url.startswith("sqlite"):
+            engine_options.setdefault("connect_args", {"timeout": 30})
+            database = make_url(url).database
+            if database and database != ":memory:":
+                # The embedded default lives under OMNIFY_DATA_DIR, which may not exist yet.
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **engine_options)
+        if url.startswith("sqlite"):
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+                # WAL lets the API publish while a worker holds a read; the busy timeout
+                # turns brief write contention into a wait instead of an error.
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+        return engine
+
+    @property
+    def _engine(self) -> Engine:
+        engine: Engine = self._open()[0]
+        return engine
+
+    # ---------------------------------------------------------------- consume
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
+        obj = self._get_or_create(queue)  # type: ignore[attr-defined]
+        session: Any = self.session
+        if session.bind.name == "sqlite":
+            session.execute(text("BEGIN IMMEDIATE TRANSACTION"))
+        model = self.message_cls
+        try:
+            now = _now()
+            expired = now - datetime.timedelta(seconds=self.lease_seconds)
+            msg = (
+                session.query(model)
+                .with_for_update(skip_locked=True)
+                .filter(model.queue_id == obj.id)
+                .filter(or_(model.visible != False, model.sent_at < expired))  # noqa: E712
+                .order_by(model.sent_at, model.id)
+                .limit(1)
+                .first()
+            )
+            if msg is None:
+                raise Empty()
+            redelivered = not msg.visible
+            msg.visible = False
+            msg.sent_at = now
+            payload: dict[str, Any] = loads(bytes_to_str(msg.payload))
+            row_id = int(msg.id)
+        finally:
+            session.commit()
+        if redelivered:
+            log.warning("jobs.lease_expired_redelivery", queue=queue, message_id=row_id)
+            payload["redelivered"] = True
+            payload["properties"].setdefault("delivery_info", {})["redelivered"] = True
+        with self._leases_lock:
+            self._leases[payload["properties"]["delivery_tag"]] = row_id
+        self._ensure_renewer()
+        return payload
+
+    def _pop_lease(self, delivery_tag: str) -> int | None:
+        with self._leases_lock:
+            return self._leases.pop(delivery_tag, None)
+
+    def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
+        super().basic_ack(delivery_tag, multiple=multiple)
+        row_id = self._pop_lease(delivery_tag)
+        if row_id is not None:
+            with self._engine.begin() as conn:
+                conn.execute(delete(self.message_cls.__table__).where(self.message_cls.id == row_id))
+
+    def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        # With requeue=True the base class calls _restore_at_beginning(), below.
+        super().basic_reject(delivery_tag, requeue=requeue)
+        if not requeue:
+            row_id = self._pop_lease(delivery_tag)
+            if row_id is not None:
+                with self._engine.begin() as conn:
+                    conn.execute(delete(self.message_cls.__table__).where(self.message_cls.id == row_id))
+
+    def _restore(self, message: Any) -> None:
+        """Make a held message visible again in place (requeue, warm shutdown)."""
+        row_id = self._pop_lease(message.delivery_tag)
+        if row_id is None:
+            super()._restore(message)
+            return
+        payload = message.serializable()
+        payload["redelivered"] = True
+        table = self.message_cls.__table__
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(table)
+                .where(self.message_cls.id == row_id)
+                .values(visible=True, payload=dumps(payload), timestamp=None)
+            )
+
+    def _restore_at_beginning(self, message: Any) -> None:
+        self._restore(message)
+
+    # ---------------------------------------------------------------- leases
+    def _ensure_renewer(self) -> None:
+        if self._renewer is not None and self._renewer.is_alive():
+            return
+        self._renewer_stop.clear()
+        self._renewer = threading.Thread(target=self._renew_loop, name="omnify-sqla-lease", daemon=True)
+        self._renewer.start()
+
+    def renew_leases(self) -> int:
+        """Push the lease of every held message forward; returns how many were renewed."""
+        with self._leases_lock:
+            ids = list(self._leases.values())
+        if not ids:
+            return 0
+        table = self.message_cls.__table__
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(table)
+                .where(self.message_cls.id.in_(ids), self.message_cls.visible == False)  # noqa: E712
+                .values(timestamp=_now())
+            )
+        return len(ids)
+
+    def _renew_loop(self) -> None:
+        interval = max(self.lease_seconds / 3.0, 0.5)
+        while not self._renewer_stop.wait(interval):
+            try:
+                self.renew_leases()
+            except Exception as exc:  # a locked or briefly absent database: try again
+                log.warning("jobs.lease_renewal_failed", error=str(exc))
+
+    def close(self) -> None:
+        self._renewer_stop.set()
+        super().close()
+
+
+class Transport(kombu_sqla.Transport):  # type: ignore[misc]
+    Channel = Channel
+
+
+def register() -> None:
+    """Make ``omnify-sqla+<sqlalchemy url>`` resolve to this transport."""
+    TRANSPORT_ALIASES.setdefault(SCHEME, "omnify.jobs.transport:Transport")

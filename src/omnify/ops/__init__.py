@@ -1,0 +1,1 @@
+"""Operations tooling that ships with the application: backups, restores, restore drills."""

@@ -1,0 +1,1 @@
+"""Recommendations: what the brain proposes, stored, de-duplicated across runs, dismissable."""

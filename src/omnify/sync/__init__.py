@@ -1,0 +1,1 @@
+"""Platform data sync: normalized tables, incremental runs by cursor, idempotent upserts."""

@@ -1,0 +1,1 @@
+"""Outbound webhooks (signed, retried, SSRF-guarded) and the inbound receiver framework."""

@@ -1,0 +1,1 @@
+from tests.integration.connections.conn_support import boxes, enqueued, env, team  # noqa: F401

@@ -1,0 +1,89 @@
+"""Synced rows -> brain frames -> stored findings: currencies kept apart, actions made applicable."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from omnify.brain.run import BrainResult
+from omnify.brain.run import Recommendation as BrainRec
+from omnify.brain_runs.service import think
+from omnify.brain_runs.translate import AdDay, AdInfo, CampaignInfo, ClientData, build_frames, findings_from
+from omnify.integrations.sandbox_data import World, WorldConfig
+
+
+def _data() -> ClientData:
+    data = ClientData(client_id="c")
+    data.campaigns = {
+        "cu": CampaignInfo("cu", "111", "US Sales", "meta_ads", "1000003", 10_000, "active"),
+        "ce": CampaignInfo("ce", "222", "EU Sales", "google_ads", "2345678901", 5_000, "active"),
+    }
+    data.ads = {
+        "au": AdInfo("au", "a-111", "US ad", "meta_ads", "1000003", "cu"),
+        "ae": AdInfo("ae", "a-222", "EU ad", "google_ads", "2345678901", "ce"),
+    }
+    start = date(2026, 1, 1)
+    for i in range(10):
+        data.days.append(AdDay("au", start + timedelta(days=i), "usd", 1_000, 1_000, 10, 1.0, 3_000))
+        data.days.append(AdDay("ae", start + timedelta(days=i), "EUR", 500, 800, 8, 0.5, 1_000))
+    return data
+
+
+def test_frames_are_per_currency_with_budgets_and_guardrail() -> None:
+    data = _data()
+    assert data.currencies() == ["USD", "EUR"]  # most spend first
+    usd = build_frames(data, "USD", as_of=None, max_daily_change=0.3)
+    assert set(usd.ads.ad_id) == {"au"} and float(usd.ads.spend.sum()) == 10_000
+    assert usd.budget is not None and usd.budget.current == {"cu": 10_000.0}
+    assert usd.budget.max_daily_change == 0.3 and usd.currency == "USD"
+
+
+def test_findings_enrich_actions_prefix_keys_and_round_money() -> None:
+    data = _data()
+    recs = [
+        BrainRec("fatigue", "pause_ad", "fatigue:au:2026-01-05", "CTR of ad au fell", {"level": "ad", "id": "au",
+                 "campaign_id": "cu"}, 0.9, 1234.6, {"type": "pause_ad", "ad_id": "au"},
+                 {"recent_daily_spend": 999.7}),
+        BrainRec("allocation", "change_budgets", "allocation:2026-01-10", "Reallocate", {"level": "client",
+                 "id": "budgets"}, 1.4, 50.0, {"type": "set_budgets", "budgets": {"cu": 11_000.4}}, {}),
+        BrainRec("allocation", "change_budgets", "allocation:x", "Unknown campaign", {"level": "client",
+                 "id": "budgets"}, 0.5, None, {"type": "set_budgets", "budgets": {"zz": 1.0}}, {}),
+        BrainRec("ltv", "win_back", "ltv:at_risk:2026-01-05", "Lapsing", {"level": "segment", "id": "at_risk"},
+                 0.6, 10.0, {"type": "export_audience"}, {}),
+    ]
+    result = BrainResult("c", None, [], [], None, None, [], recs, {}, [])
+    pause, budgets, unknown, ltv = findings_from(result, data, "USD")
+    assert pause.dedupe_key == "USD|fatigue:au:2026-01-05" and pause.impact_minor == 1235
+    assert pause.title == "CTR of ad 'US ad' fell" and pause.platform == "meta_ads"
+    assert pause.action == {"type": "pause_ad", "platform": "meta_ads", "account_id": "1000003",
+                            "entity_id": "a-111", "name": "US ad", "ad_id": "au", "daily_spend_minor": 1000}
+    assert pause.target["external_id"] == "a-111"
+    assert budgets.confidence == 1.0 and budgets.action is not None
+    assert budgets.action["budgets"] == [{"platform": "meta_ads", "account_id": "1000003", "level": "campaign",
+                                          "entity_id": "111", "name": "US Sales", "campaign_id": "cu",
+                                          "current_minor": 10_000, "recommended_minor": 11_000}]
+    assert unknown.action is None and unknown.impact_minor is None  # cannot address it: advice only
+    assert ltv.action is None and ltv.currency == "USD"
+
+
+def test_think_on_sandbox_data_finds_planted_fatigue_in_each_currency() -> None:
+    world = World(WorldConfig(platform="meta_ads", days=120))
+    data = ClientData(client_id="c")
+    for acc_id in ("1000002", "1000003"):  # EUR and USD
+        acc = world.account(acc_id)
+        for c in acc.campaigns.values():
+            data.campaigns[c.id] = CampaignInfo(c.id, c.id, c.name, "meta_ads", acc_id, c.daily_budget_minor)
+        for a in acc.ads.values():
+            data.ads[a.id] = AdInfo(a.id, a.id, a.name, "meta_ads", acc_id, a.campaign_id)
+        rows = acc.metric_rows(acc.metrics.start, acc.metrics.end)
+        for i in range(len(rows)):
+            r = rows.row(i)
+            data.days.append(AdDay(r["entity_id"], r["day"], acc.currency, r["spend_minor"], r["impressions"],
+                                   r["clicks"], r["conversions"], r["revenue_minor"]))
+    findings, timings, _ = think(data, as_of=None, max_daily_change=0.2)
+    assert set(timings) == {"EUR", "USD"}
+    fatigue = [f for f in findings if f.module == "fatigue"]
+    assert {f.currency for f in fatigue} == {"EUR", "USD"}
+    truth = {a.id for acc in world.accounts.values() for a in acc.ads.values() if a.creative.fatigue_onset}
+    assert all(f.action and f.action["entity_id"] in truth for f in fatigue)  # no false alarms here
+    ideas = [f for f in findings if f.module == "ideas"]
+    assert ideas and {f.currency for f in ideas} == {data.currencies()[0]}  # drafted once

@@ -1,0 +1,177 @@
+"""Response curves and budget allocation: recovery, guardrails, degenerate histories."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from omnify.brain import allocation
+from omnify.brain.allocation import (
+    AllocationConfig,
+    allocate_budget,
+    allocation_from_history,
+    curve_revenue,
+    fit_response_curve,
+)
+from omnify.brain.types import BrainInputError, ResponseCurve
+
+
+def _history(
+    decay: float, beta: float, kappa: float, shape: float, *, n: int = 300, level: float = 100.0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    steps = np.repeat(np.exp(rng.normal(0, 0.35, n // 20 + 1)), 20)[:n]
+    spend = level * steps * np.exp(rng.normal(0, 0.1, n))
+    a = allocation._adstock(spend, decay)
+    k_ad = kappa / (1 - decay)
+    mean = beta * (a / k_ad) ** shape / (1 + (a / k_ad) ** shape)
+    revenue = mean * np.exp(rng.normal(-0.005, 0.1, n))
+    return spend, revenue
+
+
+def _curve(cid: str, beta: float, kappa: float, shape: float) -> ResponseCurve:
+    return ResponseCurve(cid, beta, kappa, shape, 0.3, 1.0, 100, 0.0, [[0.0] * 4 for _ in range(4)], (0.0, 0.0))
+
+
+def test_fit_recovers_the_steady_state_curve() -> None:
+    spend, revenue = _history(0.4, 600.0, 120.0, 1.6, seed=1)
+    curve = fit_response_curve("c1", spend, revenue)
+    assert isinstance(curve, ResponseCurve)
+    for x in (60.0, 100.0, 160.0):
+        truth = allocation.steady_state(600.0, 120.0, 1.6, x)
+        assert abs(curve_revenue(curve, x) - truth) / truth < 0.1
+    assert curve.r2 > 0.5
+    assert len(curve.covariance) == 4
+    json.dumps(curve.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("spend", "revenue", "reason"),
+    [
+        (np.full(200, 100.0), np.full(200, 300.0), "barely varied"),
+        (np.zeros(200), np.zeros(200), "days with spend"),
+        (np.linspace(50, 150, 20), np.linspace(100, 300, 20), "days with spend"),
+        (np.linspace(50, 150, 200), np.zeros(200), "no revenue"),
+    ],
+    ids=["constant", "all-zero", "short", "no-revenue"],
+)
+def test_unfit_histories_give_a_reason(spend: np.ndarray, revenue: np.ndarray, reason: str) -> None:
+    out = fit_response_curve("c", spend, revenue)
+    assert isinstance(out, str) and reason in out
+
+
+def test_noise_without_signal_is_refused() -> None:
+    rng = np.random.default_rng(3)
+    spend = 100 * np.exp(rng.normal(0, 0.3, 200))
+    revenue = 300 * np.exp(rng.normal(0, 0.3, 200))
+    out = fit_response_curve("c", spend, revenue)
+    assert isinstance(out, str) and "too uncertain" in out
+
+
+def test_saturated_campaign_keeps_a_flat_curve_despite_low_r2() -> None:
+    # Revenue barely follows spend because the campaign is saturated: a precise, flat curve.
+    spend, revenue = _history(0.2, 1000.0, 20.0, 1.5, seed=5, level=300.0)
+    curve = fit_response_curve("sat", spend, revenue)
+    assert isinstance(curve, ResponseCurve), curve
+    assert curve.r2 < 0.3
+    assert curve.marginal_roas_band is not None and curve.marginal_roas_band[1] < 0.5
+
+
+def test_budget_moves_from_saturated_to_unsaturated_within_guardrail() -> None:
+    curves = {"sat": _curve("sat", 300.0, 20.0, 1.0), "open": _curve("open", 3000.0, 1000.0, 1.0)}
+    result = allocate_budget(curves, {"sat": 100.0, "open": 100.0}, config=AllocationConfig(max_daily_change=0.2))
+    rec = {c.campaign_id: c.recommended for c in result.campaigns}
+    assert rec["sat"] == pytest.approx(80.0)
+    assert rec["open"] == pytest.approx(120.0)
+    assert sum(rec.values()) == pytest.approx(200.0)
+    assert result.expected_revenue_change > 0
+    json.dumps(result.to_dict())
+
+
+def test_total_budget_min_and_max_are_respected() -> None:
+    curves = {c: _curve(c, 1000.0 * (i + 1), 150.0, 1.3) for i, c in enumerate(("a", "b", "c"))}
+    current = {"a": 100.0, "b": 100.0, "c": 100.0}
+    result = allocate_budget(
+        curves, current, 320.0, min_budget={"c": 110.0}, max_budget={"b": 105.0}, config=AllocationConfig(0.3)
+    )
+    rec = {c.campaign_id: c.recommended for c in result.campaigns}
+    assert sum(rec.values()) == pytest.approx(320.0)
+    assert rec["b"] <= 105.0 + 1e-6
+    assert rec["c"] >= 110.0 - 1e-6
+    for c in result.campaigns:
+        assert 70.0 - 1e-6 <= c.recommended <= 130.0 + 1e-6
+
+
+def test_s_curve_foot_is_handled() -> None:
+    # An S-curve whose foot makes small moves look worthless: the greedy start finds the gain.
+    curves = {"s": _curve("s", 1000.0, 150.0, 3.0), "flat": _curve("flat", 120.0, 10.0, 1.0)}
+    result = allocate_budget(curves, {"s": 100.0, "flat": 100.0}, config=AllocationConfig(max_daily_change=0.5))
+    rec = {c.campaign_id: c.recommended for c in result.campaigns}
+    assert rec["s"] == pytest.approx(150.0)
+    assert rec["flat"] == pytest.approx(50.0)
+
+
+def test_uncurved_and_zero_budget_campaigns_stay_put() -> None:
+    curves: dict[str, ResponseCurve | None] = {"a": _curve("a", 500.0, 50.0, 1.0), "b": None}
+    result = allocate_budget(curves, {"a": 100.0, "b": 40.0, "z": 0.0}, reasons={"b": "too short"})
+    by_id = {c.campaign_id: c for c in result.campaigns}
+    assert by_id["b"].locked and by_id["b"].recommended == 40.0 and by_id["b"].reason == "too short"
+    assert by_id["z"].recommended == 0.0
+    assert by_id["a"].recommended == pytest.approx(100.0)
+    assert result.expected_revenue_change == pytest.approx(0.0, abs=1e-6)
+
+
+def test_infeasible_total_is_a_client_error() -> None:
+    curves = {"a": _curve("a", 500.0, 50.0, 1.0)}
+    with pytest.raises(BrainInputError) as exc:
+        allocate_budget(curves, {"a": 100.0}, 200.0, config=AllocationConfig(max_daily_change=0.2))
+    assert "outside what the guardrails allow" in exc.value.detail
+    with pytest.raises(BrainInputError):
+        allocate_budget(curves, {"a": 100.0}, 100.0, min_budget={"a": 130.0})
+    with pytest.raises(BrainInputError):
+        allocate_budget(curves, {"a": -1.0})
+
+
+def test_end_to_end_from_history_with_uncertainty_band() -> None:
+    ids: list[str] = []
+    dates: list[np.ndarray] = []
+    spends: list[np.ndarray] = []
+    revenues: list[np.ndarray] = []
+    truth = {"lo": (0.3, 400.0, 60.0, 1.2), "hi": (0.3, 2000.0, 600.0, 1.2)}
+    for k, (cid, params) in enumerate(truth.items()):
+        s, r = _history(*params, seed=10 + k)
+        ids += [cid] * s.shape[0]
+        dates.append(np.datetime64("2024-01-01") + np.arange(s.shape[0]).astype("timedelta64[D]"))
+        spends.append(s)
+        revenues.append(r)
+    result = allocation_from_history(ids, np.concatenate(dates), np.concatenate(spends), np.concatenate(revenues))
+    rec = {c.campaign_id: c for c in result.campaigns}
+    assert rec["hi"].recommended > rec["hi"].current
+    assert rec["lo"].recommended < rec["lo"].current
+    assert result.band_low <= result.expected_revenue_change <= result.band_high
+    assert result.probability_positive > 0.8
+    true_gain = sum(
+        allocation.steady_state(p[1], p[2], p[3], rec[c].recommended)
+        - allocation.steady_state(p[1], p[2], p[3], rec[c].current)
+        for c, p in truth.items()
+    )
+    assert true_gain > 0
+
+
+def test_model_jacobian_matches_finite_differences() -> None:
+    rng = np.random.default_rng(7)
+    x = 100 * np.exp(rng.normal(0, 0.4, 120))
+    theta = np.array([0.35, 800.0, 90.0, 1.7])
+    _, jac = allocation._predict_and_jac(theta, x)
+    num = np.empty_like(jac)
+    for j in range(4):
+        h = 1e-6 * theta[j]
+        up, down = theta.copy(), theta.copy()
+        up[j] += h
+        down[j] -= h
+        num[:, j] = (allocation._predict_and_jac(up, x)[0] - allocation._predict_and_jac(down, x)[0]) / (2 * h)
+    np.testing.assert_allclose(jac, num, rtol=1e-4, atol=1e-6)
+    extreme = allocation._predict_and_jac(np.array([0.5, 1e30, 1e-30, 3.0]), x)
+    assert np.all(np.isfinite(extreme[0])) and np.all(np.isfinite(extreme[1]))

@@ -234,11 +234,15 @@ async def snapshot(owner_db: Database, connection_id: str | uuid.UUID) -> dict[s
 
 async def tenant_session_rows(db: Database, org_id: str, model: Any) -> list[Any]:
     """One organization's rows, through the app role (RLS on PostgreSQL) and an explicit
-    filter (SQLite has no row-level security)."""
+    filter (SQLite has no row-level security), oldest first where the table records time:
+    without an ORDER BY PostgreSQL returns rows in whatever order its heap holds them."""
     org = uuid.UUID(org_id)
+    stmt = select(model).where(model.org_id == org)
+    if hasattr(model, "created_at"):
+        stmt = stmt.order_by(model.created_at, model.id)
     async with db.sessionmaker() as session:
         await bind_tenant(session, org)
-        return list((await session.scalars(select(model).where(model.org_id == org))).all())
+        return list((await session.scalars(stmt)).all())
 
 
 # ------------------------------------------------------------------------------ fixtures

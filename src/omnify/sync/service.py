@@ -35,6 +35,8 @@ import structlog
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from omnify import analytics
+from omnify.brain_runs.models import RunTrigger
 from omnify.clients import service as clients
 from omnify.connections import service as connections
 from omnify.connections.config import SyncConfig
@@ -81,6 +83,8 @@ from omnify.sync.models import (
 log = structlog.get_logger(__name__)
 
 SYNC_TASK = connections.SYNC_TASK
+#: omnify.brain_runs.tasks.RUN_CLIENT_TASK, named here so the sync does not import Celery tasks.
+BRAIN_RUN_TASK = "omnify.brain.run_client"
 ACTOR = Actor.system("sync")
 
 
@@ -666,12 +670,25 @@ async def _finish_ok(ctx: _Run) -> RunResult:
         "sync_run_id": run.id, "connection_id": ctx.connection_id, "client_id": ctx.client_id,
         "platform": ctx.platform.value, "mode": run.mode, "started_at": run.started_at, "finished_at": now,
         "rows": {s: v["read"] for s, v in run.streams.items()}, "rows_written": run.rows_written})
+    if run.rows_written:
+        # The brain reads what was just written: queue its run with this commit, so it can
+        # neither start before the rows are visible nor be lost if the commit fails.
+        dispatch.enqueue_after_commit(session, BRAIN_RUN_TASK, {
+            "org_id": str(ctx.org_id), "client_id": str(ctx.client_id), "trigger": RunTrigger.SYNC.value})
     await session.commit()
+    await _rows_changed(ctx, run.rows_written)
     metrics.LAG.succeeded(ctx.platform.value, str(ctx.connection_id), now)
     log.info("sync.succeeded", connection_id=str(ctx.connection_id), platform=ctx.platform.value, mode=run.mode,
              rows_read=run.rows_read, rows_written=run.rows_written)
     return RunResult(status=run.status, run_id=run.id, mode=run.mode, rows_read=run.rows_read,
                      rows_written=run.rows_written)
+
+
+async def _rows_changed(ctx: _Run, rows_written: int) -> None:
+    """Cached analytics of this client are stale once a run wrote rows (an identical
+    incremental run writes none, so it keeps the cache warm)."""
+    if rows_written:
+        await analytics.invalidate_client(ctx.org_id, ctx.client_id, ctx.factory.settings)
 
 
 def failure_message(exc: BaseException, platform: Platform) -> str:
@@ -722,6 +739,7 @@ async def _finish_failed(ctx: _Run, exc: BaseException, *, status: RunStatus) ->
             "client_name": client.company_name, "platform": ctx.platform.value, "error_code": code,
             "message": message[:500]})
     await session.commit()
+    await _rows_changed(ctx, sum(ctx.written.values()))  # chunks committed before the failure count too
     refused = isinstance(exc, AuthRevoked | AuthExpired | NotFound | CredentialUnreadable)
     if refused or isinstance(exc, PermissionDenied):
         conn = await connections.get_by_id(session, ctx.org_id, ctx.connection_id)

@@ -1,9 +1,10 @@
-"""Brain run -> a fatigue recommendation appears -> apply -> the sandbox shows the ad paused ->
-audit and event log show it -> undo restores it; plus the run record and its routes.
+"""Brain runs through the API: manual run -> fatigue recommendation -> apply -> undo, the run
+record and its routes, and a failed run.
 
-The synced tables are filled by the sync domain (omnify.sync), which is not in this build
-yet; until it is, the run's loader is fed the sandbox account's own data (the rows a
-sync of that account would write), so everything after the sync step is the real path.
+These runs read the Meta sandbox's own series (the rows a sync of that account would
+write) so they can use an account of 120 days without connecting it; the whole loop with
+a real OAuth connection and a real sync in front is
+tests/integration/sync/test_sync_brain_e2e.py.
 """
 
 from __future__ import annotations

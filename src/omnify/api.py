@@ -17,6 +17,7 @@ from omnify.files.router import router as files_router
 from omnify.jobs.router import build_router as build_jobs_router
 from omnify.onboarding.router import router as onboarding_router
 from omnify.orgs.router import router as orgs_router
+from omnify.privacy.router import router as privacy_router
 from omnify.recommendations.router import router as recommendations_router
 from omnify.sync.router import router as sync_router
 from omnify.webhooks.router import router as webhooks_router
@@ -33,6 +34,7 @@ for domain_router in (
     onboarding_router,
     connections_router,
     sync_router,
+    privacy_router,
     build_jobs_router(),
     webhooks_router,
     analytics_router,

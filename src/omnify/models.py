@@ -20,6 +20,7 @@ from omnify.jobs import models as job_models
 from omnify.notifications import models as notification_models
 from omnify.onboarding import models as onboarding_models
 from omnify.orgs import models as org_models
+from omnify.privacy import models as privacy_models
 from omnify.recommendations import models as recommendation_models
 from omnify.sync import models as sync_models
 from omnify.webhooks import models as webhook_models
@@ -39,6 +40,7 @@ MODEL_MODULES = (
     notification_models,
     onboarding_models,
     org_models,
+    privacy_models,
     recommendation_models,
     sync_models,
     webhook_models,

@@ -254,7 +254,8 @@ async def purge_archived_clients(
     rows, and records the audit entry. A failing client is reported and skipped; the
     next run retries it.
     """
-    from omnify.files import service as files  # late import: files depends on clients
+    from omnify.files import service as files  # late imports: both depend on clients
+    from omnify.privacy import service as privacy
 
     cutoff = (now or utcnow()) - retention
     report = PurgeReport()
@@ -274,6 +275,7 @@ async def purge_archived_clients(
                 for client_id, company_name, archived_at in items:
                     try:
                         report.objects += await files.delete_client_objects(session, storage, org_id, client_id)
+                        report.objects += await privacy.delete_client_exports(session, storage, org_id, client_id)
                         await repository.delete_client(session, org_id, client_id)
                         await audit.record(session, org_id, Actor.system("client purge"), "client.purged",
                                            target_type="client", target_id=client_id,

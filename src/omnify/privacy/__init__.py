@@ -1,0 +1,1 @@
+"""Shop privacy requests: Shopify's mandatory GDPR webhooks, what we did about them."""

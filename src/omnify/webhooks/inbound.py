@@ -1,6 +1,8 @@
 """Inbound webhooks: verify, store raw, answer fast, process once in a task.
 
-A platform (Shopify first) POSTs to ``/api/v1/webhooks/inbound/{provider}/{source_id}``.
+A platform (Shopify first) POSTs to ``/api/v1/webhooks/inbound/{provider}/{source_id}``
+(or, for what it sends once per app -- Shopify's privacy topics -- to the app-wide
+``/api/v1/webhooks/inbound/{provider}``, see :func:`receive_app_level`).
 The receiver, in order:
 
 1. finds the source (which organization, which secret) -- 404 if unknown or disabled;
@@ -25,13 +27,14 @@ window, and the retention is kept longer than the window so the two overlap.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import importlib
 import importlib.util
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -172,6 +175,8 @@ class InboundMessage:
     occurred_at: datetime | None
     headers: dict[str, Any]
     body: bytes
+    #: The worker's settings (storage, caches); ``None`` means the process defaults.
+    settings: Settings | None = None
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -189,6 +194,22 @@ def register_processor(provider: str, topic: str, processor: Processor) -> None:
 
 def unregister_processor(provider: str, topic: str) -> None:
     _processors.pop((provider, topic), None)
+
+
+@contextlib.contextmanager
+def processor_override(provider: str, topic: str, processor: Processor) -> Iterator[None]:
+    """Swap one processor for the duration of a block, then put back what was there
+    (the integrations' own processor included): for tests and one-off replays."""
+    processor_for(provider, topic)  # load the integrations' processors first
+    previous = _processors.get((provider, topic))
+    register_processor(provider, topic, processor)
+    try:
+        yield
+    finally:
+        if previous is None:
+            unregister_processor(provider, topic)
+        else:
+            register_processor(provider, topic, previous)
 
 
 def processor_for(provider: str, topic: str) -> Processor | None:
@@ -259,10 +280,19 @@ async def receive(
     if not secrets_:
         log.error("inbound.no_secret", provider=provider_name, source_id=str(source_id))
         raise ServiceUnavailable("This webhook receiver is not configured yet.", code="inbound-not-configured")
+    delivery = _verified(provider, config, headers, body, secrets_)
+    if source.account and delivery.account != source.account:
+        raise Forbidden("The delivery is for another account than this receiver's.", code="account-mismatch")
+    return await _store_once(session, provider_name, source.id, source.org_id, delivery, body)
+
+
+def _verified(provider: InboundProvider, config: WebhookConfig, headers: Mapping[str, str], body: bytes,
+              secrets_: Sequence[str]) -> VerifiedDelivery:
+    """Signature first (401), then the headers (400), then freshness (400)."""
     try:
         delivery = provider.verify(headers, body, secrets_)
     except InvalidSignature:
-        log.warning("inbound.invalid_signature", provider=provider_name, source_id=str(source_id))
+        log.warning("inbound.invalid_signature", provider=provider.name)
         raise Unauthorized("The webhook signature is missing or invalid.", code="invalid-signature") from None
     except MalformedDelivery as exc:
         raise BadRequest(str(exc), code="malformed-webhook") from None
@@ -273,31 +303,78 @@ async def receive(
             raise BadRequest("The delivery is too old to be accepted.", code="stale-webhook")
         if delivery.occurred_at - now > FUTURE_TOLERANCE:
             raise BadRequest("The delivery timestamp is in the future.", code="stale-webhook")
-    if source.account and delivery.account != source.account:
-        raise Forbidden("The delivery is for another account than this receiver's.", code="account-mismatch")
+    return delivery
 
-    await bind_tenant(session, source.org_id)
+
+async def _store_once(session: AsyncSession, provider_name: str, source_id: uuid.UUID, org_id: uuid.UUID,
+                      delivery: VerifiedDelivery, body: bytes) -> Received:
+    """Store the raw body under the source's org (unique per delivery id), commit, nudge."""
+    await bind_tenant(session, org_id)
+    now = utcnow()
     event_id = uuid.uuid4()
     inserted = await repository.insert_inbound_once(session, {
-        "id": event_id, "org_id": source.org_id, "source_id": source.id, "provider": provider_name,
+        "id": event_id, "org_id": org_id, "source_id": source_id, "provider": provider_name,
         "delivery_id": delivery.delivery_id, "topic": delivery.topic, "occurred_at": delivery.occurred_at,
         "received_at": now, "headers": delivery.headers, "body": body, "status": InboundStatus.RECEIVED.value,
         "attempts": 0, "next_attempt_at": now,
     })
     if not inserted:
-        existing = await repository.get_inbound_by_delivery(session, source.org_id, source.id, delivery.delivery_id)
+        existing = await repository.get_inbound_by_delivery(session, org_id, source_id, delivery.delivery_id)
         existing_id = existing.id if existing is not None else event_id
         await session.rollback()
         log.info("inbound.duplicate", provider=provider_name, delivery_id=delivery.delivery_id)
         return Received(existing_id, True)
-    dispatch.enqueue_after_commit(session, PROCESS_TASK, {"event_id": str(event_id), "org_id": str(source.org_id)})
+    dispatch.enqueue_after_commit(session, PROCESS_TASK, {"event_id": str(event_id), "org_id": str(org_id)})
     await session.commit()
     log.info("inbound.received", provider=provider_name, topic=delivery.topic, delivery_id=delivery.delivery_id)
     return Received(event_id, False)
 
 
+#: Topics a platform sends to one app-wide address rather than to each shop's subscription:
+#: Shopify's mandatory privacy (compliance) webhooks are configured once per app.
+APP_LEVEL_TOPICS: dict[str, frozenset[str]] = {
+    "shopify": frozenset({"customers/data_request", "customers/redact", "shop/redact"}),
+}
+
+
+async def receive_app_level(
+    session: AsyncSession, config: WebhookConfig, provider_name: str, headers: Mapping[str, str], body: bytes,
+) -> list[Received]:
+    """The app-wide receiver (``/webhooks/inbound/{provider}``): verified with the app's
+    own secrets, routed by the account header to every source of that account.
+
+    Every organization that connected the shop gets its own copy (each processes its own
+    data). Disabled sources count: ``shop/redact`` arrives 48 hours *after* an uninstall
+    disabled the source, and the shop's data must still go. Sources with their own secret
+    are not reached here (a custom app signs with that secret and has no app-wide URL).
+    An unknown shop is acknowledged with no event: there is nothing of it to erase.
+    """
+    provider = PROVIDERS.get(provider_name)
+    topics = APP_LEVEL_TOPICS.get(provider_name, frozenset())
+    if provider is None or not topics:
+        raise NotFound("Unknown webhook provider.")
+    secrets_ = provider.app_secrets(config)
+    if not secrets_:
+        log.error("inbound.no_secret", provider=provider_name, source_id="app")
+        raise ServiceUnavailable("This webhook receiver is not configured yet.", code="inbound-not-configured")
+    delivery = _verified(provider, config, headers, body, secrets_)
+    if delivery.topic not in topics:
+        raise BadRequest(f"Topic {delivery.topic!r} is not accepted at the app-wide address; "
+                         f"accepted: {', '.join(sorted(topics))}.", code="topic-not-accepted")
+    if not delivery.account:
+        raise BadRequest("The delivery names no account (X-Shopify-Shop-Domain).", code="malformed-webhook")
+    targets = await repository.sweep_sources_for_account(session, provider_name, delivery.account)
+    await session.rollback()
+    received = [await _store_once(session, provider_name, source_id, org_id, delivery, body)
+                for source_id, org_id in targets]
+    if not received:
+        log.info("inbound.unknown_account", provider=provider_name, topic=delivery.topic)
+    return received
+
+
 # ------------------------------------------------------------------------------ process
-async def process_event(session: AsyncSession, event_id: uuid.UUID, org_id: uuid.UUID) -> str | None:
+async def process_event(session: AsyncSession, event_id: uuid.UUID, org_id: uuid.UUID,
+                        settings: Settings | None = None) -> str | None:
     """Run the processor once; the new status, or ``None`` if not due / held elsewhere."""
     await bind_tenant(session, org_id)
     now = utcnow()
@@ -317,7 +394,7 @@ async def process_event(session: AsyncSession, event_id: uuid.UUID, org_id: uuid
         event_id=event.id, org_id=org_id, source_id=event.source_id, provider=event.provider, topic=event.topic,
         delivery_id=event.delivery_id, account=source.account if source else None,
         ref_type=source.ref_type if source else None, ref_id=source.ref_id if source else None,
-        occurred_at=event.occurred_at, headers=dict(event.headers), body=bytes(event.body),
+        occurred_at=event.occurred_at, headers=dict(event.headers), body=bytes(event.body), settings=settings,
     )
     try:
         await processor(session, message)
@@ -358,7 +435,8 @@ async def requeue(session: AsyncSession, org_id: uuid.UUID, *, topic: str | None
     return int(getattr(result, "rowcount", 0))
 
 
-async def process_due(sessionmaker: async_sessionmaker[AsyncSession], limit: int = 200) -> dict[str, int]:
+async def process_due(sessionmaker: async_sessionmaker[AsyncSession], limit: int = 200,
+                      settings: Settings | None = None) -> dict[str, int]:
     """The sweep: events whose nudge was lost, and failed processing due for a retry."""
     async with sessionmaker() as session:
         due = await repository.sweep_due_inbound(session, utcnow(), limit)
@@ -366,7 +444,7 @@ async def process_due(sessionmaker: async_sessionmaker[AsyncSession], limit: int
     counts: dict[str, int] = {}
     for event_id, org_id in due:
         async with sessionmaker() as session:
-            status = await process_event(session, event_id, org_id)
+            status = await process_event(session, event_id, org_id, settings)
         if status is not None:
             counts[status] = counts.get(status, 0) + 1
     return counts

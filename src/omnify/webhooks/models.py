@@ -137,7 +137,9 @@ class InboundSource(IdMixin, TimestampMixin, TenantMixin, Base):
     """
 
     __tablename__ = "inbound_webhook_sources"
-    __rls_extra__ = "id::text = current_setting('app.inbound_source_id', true)"
+    #: The receiver reads its one source; the app-wide privacy receiver sweeps (0007).
+    __rls_extra__ = ("(id::text = current_setting('app.inbound_source_id', true)) OR "
+                     f"({sweep_clause('inbound_webhook_sources')})")
 
     provider: Mapped[str] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(200))

@@ -204,6 +204,19 @@ async def get_source_for_receiver(session: AsyncSession, source_id: uuid.UUID) -
     return await session.scalar(select(InboundSource).where(InboundSource.id == source_id))
 
 
+async def sweep_sources_for_account(session: AsyncSession, provider: str,
+                                    account: str) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """``(source id, org id)`` of every app-secret source of one platform account, in any
+    organization and enabled or not (the app-wide privacy receiver; see inbound)."""
+    await open_sweep(session, "inbound_webhook_sources")
+    rows = await session.execute(
+        select(InboundSource.id, InboundSource.org_id)
+        .where(InboundSource.provider == provider, InboundSource.account == account.lower(),
+               InboundSource.secret_blob.is_(None))
+        .order_by(InboundSource.created_at, InboundSource.id))
+    return [(row[0], row[1]) for row in rows]
+
+
 async def get_source(session: AsyncSession, org_id: uuid.UUID, source_id: uuid.UUID) -> InboundSource | None:
     return await session.scalar(
         select(InboundSource).where(InboundSource.org_id == org_id, InboundSource.id == source_id))

@@ -17,6 +17,7 @@ from omnify.webhooks.config import WebhookConfig
 from omnify.webhooks.events import CATALOGUE, SUBSCRIBABLE
 from omnify.webhooks.models import WebhookDelivery, WebhookEndpoint
 from omnify.webhooks.schemas import (
+    AppInboundAck,
     AttemptOut,
     BulkReplayIn,
     BulkReplayOut,
@@ -155,3 +156,26 @@ async def receive_inbound(
     body = await request.body()
     received = await inbound.receive(session, settings, config, provider, source_id, request.headers, body)
     return InboundAck(status="duplicate" if received.duplicate else "accepted", id=received.event_id)
+
+
+@router.post("/webhooks/inbound/{provider}", response_model=AppInboundAck, tags=["inbound webhooks"],
+             responses={400: {"description": "Topic not accepted at the app-wide address, or malformed"},
+                        401: {"description": "Signature missing or invalid"},
+                        404: {"description": "Unknown provider"}})
+async def receive_inbound_app_level(
+    provider: Annotated[str, Path(max_length=40, pattern=r"^[a-z][a-z0-9_]*$")], request: Request,
+    session: SessionDep, settings: SettingsDep, config: Config,
+) -> Any:
+    """App-wide receiver for what a platform sends to one address per app (Shopify's
+    mandatory privacy webhooks: customers/data_request, customers/redact, shop/redact).
+
+    Signed with the app's secret; routed by ``X-Shopify-Shop-Domain`` to every
+    organization that connected the shop. An unknown shop is acknowledged (200).
+    """
+    await request.app.state.rate_limiter.hit(request, "org", f"inbound:{provider}:app", settings.rate_limit_org)
+    body = await request.body()
+    received = await inbound.receive_app_level(session, config, provider, request.headers, body)
+    if not received:
+        return AppInboundAck(status="ignored", ids=[])
+    state = "duplicate" if all(r.duplicate for r in received) else "accepted"
+    return AppInboundAck(status=state, ids=[r.event_id for r in received])

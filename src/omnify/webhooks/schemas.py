@@ -140,3 +140,11 @@ class EventTypeOut(BaseModel):
 class InboundAck(BaseModel):
     status: Literal["accepted", "duplicate"]
     id: uuid.UUID
+
+
+class AppInboundAck(BaseModel):
+    """The app-wide receiver's answer: one event per organization connected to the account."""
+
+    status: Literal["accepted", "duplicate", "ignored"] = Field(
+        description="`ignored`: no organization holds this account (nothing to do).")
+    ids: list[uuid.UUID]

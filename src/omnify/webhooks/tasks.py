@@ -73,7 +73,7 @@ def dispatch_events() -> int:
 def process_inbound(event_id: str, org_id: str) -> str | None:
     async def work(db: Database, settings: Settings) -> str | None:
         async with db.sessionmaker() as session:
-            return await inbound.process_event(session, uuid.UUID(event_id), uuid.UUID(org_id))
+            return await inbound.process_event(session, uuid.UUID(event_id), uuid.UUID(org_id), settings)
 
     return runtime.run(work)
 
@@ -81,7 +81,7 @@ def process_inbound(event_id: str, org_id: str) -> str | None:
 @celery_app.task(name="omnify.webhooks.process_inbound_due")
 def process_inbound_due() -> dict[str, int]:
     async def work(db: Database, settings: Settings) -> dict[str, int]:
-        return await inbound.process_due(db.sessionmaker)
+        return await inbound.process_due(db.sessionmaker, settings=settings)
 
     return runtime.run(work)
 

@@ -73,9 +73,8 @@ async def processed() -> AsyncIterator[list[InboundMessage]]:
                            target_type="order", target_id=str(order["id"]), changes={"topic": message.topic})
         seen.append(message)
 
-    inbound.register_processor("shopify", "orders/create", on_order)
-    yield seen
-    inbound.unregister_processor("shopify", "orders/create")
+    with inbound.processor_override("shopify", "orders/create", on_order):
+        yield seen
 
 
 async def order_effects(database: Database, org_id: str) -> int:
@@ -220,8 +219,7 @@ async def test_failures_retry_without_partial_effects_and_unhandled_topics_wait(
         if calls["n"] == 1:
             raise RuntimeError("downstream briefly unavailable")
 
-    inbound.register_processor("shopify", "orders/create", flaky)
-    try:
+    with inbound.processor_override("shopify", "orders/create", flaky):
         body, headers = delivery()
         event_id = uuid.UUID((await client.post(path(source), content=body, headers=headers)).json()["id"])
         async with database.sessionmaker() as s:
@@ -239,30 +237,25 @@ async def test_failures_retry_without_partial_effects_and_unhandled_topics_wait(
         counts = await inbound.process_due(database.sessionmaker)
         assert counts.get("processed", 0) >= 1
         assert await order_effects(database, owner.org_id) == 1
-    finally:
-        inbound.unregister_processor("shopify", "orders/create")
 
     # A topic nobody handles yet is kept, then processed once a processor exists.
-    body, headers = delivery(topic="app/uninstalled", payload={"id": 1})
+    body, headers = delivery(topic="products/update", payload={"id": 1})
     event_id = uuid.UUID((await client.post(path(source), content=body, headers=headers)).json()["id"])
     async with database.sessionmaker() as s:
         assert await inbound.process_event(s, event_id, uuid.UUID(owner.org_id)) == "unhandled"
     seen: list[str] = []
 
-    async def uninstalled(session: Any, message: InboundMessage) -> None:
+    async def product_updated(session: Any, message: InboundMessage) -> None:
         seen.append(message.topic)
 
-    inbound.register_processor("shopify", "*", uninstalled)
-    try:
+    with inbound.processor_override("shopify", "*", product_updated):
         async with database.sessionmaker() as s:
             await bind_tenant(s, uuid.UUID(owner.org_id))
-            assert await inbound.requeue(s, uuid.UUID(owner.org_id), topic="app/uninstalled") == 1
+            assert await inbound.requeue(s, uuid.UUID(owner.org_id), topic="products/update") == 1
             await s.commit()
         async with database.sessionmaker() as s:
             assert await inbound.process_event(s, event_id, uuid.UUID(owner.org_id)) == "processed"
-        assert seen == ["app/uninstalled"]
-    finally:
-        inbound.unregister_processor("shopify", "*")
+        assert seen == ["products/update"]
 
 
 async def test_purge_keeps_the_dedupe_window(

@@ -64,6 +64,8 @@ _VALUE_PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
     # Omnify API keys.
     (re.compile(r"\bomk_[A-Za-z0-9_-]{6,}"), "omk_" + REDACTED),
+    # Shopify access tokens and app secrets (shpat_, shpca_, shppa_, shpss_).
+    (re.compile(r"\b(shp(?:at|ca|pa|ss)_)[A-Za-z0-9]{6,}"), r"\1" + REDACTED),
     # Credentials inside URLs: scheme://user:password@host
     (re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@"), r"\1" + REDACTED + "@"),
     # key=value / "key": "value" pairs in free text (exception messages, dumped dicts).
@@ -79,7 +81,8 @@ _VALUE_PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
     (
         re.compile(
             r"([?&](?:access_token|refresh_token|id_token|token|api_key|apikey|password|secret|"
-            r"client_secret|code|signature|sig|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)"
+            r"client_secret|code|auth_code|hmac|signature|sig|X-Amz-Signature|X-Amz-Credential|"
+            r"X-Amz-Security-Token)=)"
             r"[^&\s\"']+",
             re.IGNORECASE,
         ),

@@ -191,3 +191,9 @@ def test_redact_text() -> None:
     assert redact_text("Authorization: Bearer abc123") == f"Authorization: Bearer {REDACTED}"
     assert redact_text('{"password": "pw1", "n": 1}') == f'{{"password": "{REDACTED}", "n": 1}}'
     assert redact_text("retry token=t0k3n now") == f"retry token={REDACTED} now"
+    # OAuth callbacks of TikTok (auth_code) and Shopify (code, hmac), and Shopify's token shapes.
+    assert redact_text("GET /cb?auth_code=ab12cd&state=s1") == f"GET /cb?auth_code={REDACTED}&state=s1"
+    assert redact_text("/cb?code=c0de&hmac=9f8e&shop=a.myshopify.com") == (
+        f"/cb?code={REDACTED}&hmac={REDACTED}&shop=a.myshopify.com")
+    assert redact_text("refused shpat_0123456789abcdef") == f"refused shpat_{REDACTED}"
+    assert redact_text("secret shpss_abcdef012345 rotated") == f"secret shpss_{REDACTED} rotated"

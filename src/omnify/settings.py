@@ -175,6 +175,15 @@ class Settings(BaseSettings):
     ses_configuration_set: str | None = None
     resend_api_url: str = "https://api.resend.com"
 
+    # Campaign idea assistant: an OpenAI-compatible chat endpoint (OpenAI, Azure OpenAI,
+    # vLLM, Ollama, LiteLLM). Off while the base URL is unset: ideas then come from the
+    # deterministic offline generator. When on, each brain run sends the client's profile
+    # and a performance summary (aggregates, no shopper data) to that endpoint.
+    ideas_llm_base_url: str | None = None
+    ideas_llm_api_key: SecretStr | None = None
+    ideas_llm_model: str = "gpt-4o-mini"
+    ideas_llm_timeout_seconds: float = Field(20.0, gt=0)
+
     # Observability
     otel_enabled: bool = False
     otel_exporter_otlp_endpoint: str | None = None

@@ -385,7 +385,7 @@ def generate_ideas(
     as_of: date | None = None,
 ) -> list[CampaignIdea]:
     """Ideas from ``provider`` when one is configured, otherwise (or on failure) from the rules."""
-    if provider is not None:
+    if provider is not None and n > 0:
         try:
             drafted = provider.generate(profile, performance, n)
         except IdeaProviderError as exc:

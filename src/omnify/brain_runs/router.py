@@ -12,6 +12,7 @@ from omnify.auth.permissions import Permission
 from omnify.brain_runs import service
 from omnify.brain_runs.models import RunTrigger
 from omnify.brain_runs.schemas import BrainRunOut
+from omnify.core.deps import SettingsDep
 from omnify.core.pagination import Page, PageParams, fields_param, page_params, page_response
 
 router = APIRouter(tags=["brain"])
@@ -21,10 +22,11 @@ BASE = "/orgs/{org_id}/clients/{client_id}/brain-runs"
 
 @router.post(BASE, status_code=status.HTTP_201_CREATED, response_model=BrainRunOut)
 async def run_now(
-    client_id: uuid.UUID, ctx: Annotated[OrgContext, Depends(require(Permission.ACTIONS_APPLY))]
+    client_id: uuid.UUID, ctx: Annotated[OrgContext, Depends(require(Permission.ACTIONS_APPLY))],
+    settings: SettingsDep,
 ) -> Any:
     """Run the brain on the client's synced data now (well under a second per client)."""
-    run = await service.run_for_client(ctx.session, ctx.org_id, client_id, RunTrigger.MANUAL)
+    run = await service.run_for_client(ctx.session, ctx.org_id, client_id, RunTrigger.MANUAL, settings=settings)
     return BrainRunOut.model_validate(run).model_dump(mode="json")
 
 

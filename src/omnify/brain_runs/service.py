@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnify.actions import guardrails
+from omnify.brain.ideas import IdeaProvider
 from omnify.brain.run import BrainResult, run_brain
 from omnify.brain_runs import loader
 from omnify.brain_runs.models import BrainRun, RunStatus, RunTrigger
@@ -40,6 +41,7 @@ from omnify.core.pagination import PageParams, keyset
 from omnify.orgs import service as orgs
 from omnify.recommendations import service as recommendations
 from omnify.recommendations.service import Finding
+from omnify.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -50,8 +52,20 @@ LOOKBACK_DAYS = 180
 ORDERS_LOOKBACK_DAYS = 730
 
 
-def think(data: ClientData, *, as_of: date | None, max_daily_change: float) -> tuple[list[Finding], dict[str, Any],
-                                                                                    list[str]]:
+def idea_provider_for(settings: Settings | None) -> IdeaProvider | None:
+    """The LLM idea provider when ``OMNIFY_IDEAS_LLM_BASE_URL`` is set, else ``None``
+    (the deterministic generator). Imported lazily: the brain stays free of HTTP."""
+    if settings is None or not settings.ideas_llm_base_url:
+        return None
+    from omnify.brain.llm import OpenAICompatibleIdeaProvider
+
+    key = settings.ideas_llm_api_key.get_secret_value() if settings.ideas_llm_api_key else None
+    return OpenAICompatibleIdeaProvider(settings.ideas_llm_base_url, api_key=key, model=settings.ideas_llm_model,
+                                        timeout=settings.ideas_llm_timeout_seconds)
+
+
+def think(data: ClientData, *, as_of: date | None, max_daily_change: float,
+          idea_provider: IdeaProvider | None = None) -> tuple[list[Finding], dict[str, Any], list[str]]:
     """The CPU part: run the brain per currency and translate its recommendations."""
     findings: list[Finding] = []
     timings: dict[str, Any] = {}
@@ -60,7 +74,7 @@ def think(data: ClientData, *, as_of: date | None, max_daily_change: float) -> t
         frames = build_frames(data, currency, as_of=as_of, max_daily_change=max_daily_change)
         if not len(frames.ads) and frames.orders is None:
             continue
-        result: BrainResult = run_brain(frames, config_for(primary=i == 0))
+        result: BrainResult = run_brain(frames, config_for(primary=i == 0), idea_provider=idea_provider)
         timings[currency] = result.timings_ms
         warnings += [f"{currency}: {w}" for w in result.warnings]
         findings += findings_from(result, data, currency)
@@ -69,9 +83,13 @@ def think(data: ClientData, *, as_of: date | None, max_daily_change: float) -> t
 
 async def run_for_client(
     session: AsyncSession, org_id: uuid.UUID, client_id: uuid.UUID, trigger: RunTrigger = RunTrigger.MANUAL,
-    *, as_of: date | None = None,
+    *, as_of: date | None = None, settings: Settings | None = None,
 ) -> BrainRun:
-    """Run the brain for one client and store its recommendations; returns the run record."""
+    """Run the brain for one client and store its recommendations; returns the run record.
+
+    ``settings`` switch on the LLM idea provider when configured (see
+    :func:`idea_provider_for`); without them the run is fully offline.
+    """
     client = await clients.get_live_client(session, org_id, client_id)
     started = utcnow()
     t0 = time.perf_counter()
@@ -97,7 +115,8 @@ async def run_for_client(
         await session.rollback()  # end the read transaction before the CPU-bound part
         t_brain = time.perf_counter()
         findings, brain_timings, warnings = await anyio.to_thread.run_sync(
-            lambda: think(data, as_of=as_of, max_daily_change=min(max_change, 1.0)))
+            lambda: think(data, as_of=as_of, max_daily_change=min(max_change, 1.0),
+                          idea_provider=idea_provider_for(settings)))
         brain_ms = round((time.perf_counter() - t_brain) * 1000, 2)
         t_store = time.perf_counter()
         await clients.serialize_org_writes(session, org_id)

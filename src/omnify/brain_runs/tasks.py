@@ -23,10 +23,11 @@ from omnify.settings import Settings
 RUN_CLIENT_TASK = "omnify.brain.run_client"
 
 
-async def _run_client(db: Database, org_id: uuid.UUID, client_id: uuid.UUID, trigger: RunTrigger) -> dict[str, Any]:
+async def _run_client(db: Database, org_id: uuid.UUID, client_id: uuid.UUID, trigger: RunTrigger,
+                      settings: Settings | None = None) -> dict[str, Any]:
     async with db.sessionmaker() as session:
         await bind_tenant(session, org_id)
-        run = await service.run_for_client(session, org_id, client_id, trigger)
+        run = await service.run_for_client(session, org_id, client_id, trigger, settings=settings)
         return {"run_id": str(run.id), "status": run.status, "duration_ms": run.duration_ms, **run.outcome}
 
 
@@ -35,7 +36,7 @@ def run_client(org_id: str, client_id: str, trigger: str = RunTrigger.SYNC.value
     """One client's run (after a sync). Failures are retried by the task base (the run is recorded failed)."""
 
     async def work(db: Database, settings: Settings) -> dict[str, Any]:
-        return await _run_client(db, uuid.UUID(org_id), uuid.UUID(client_id), RunTrigger(trigger))
+        return await _run_client(db, uuid.UUID(org_id), uuid.UUID(client_id), RunTrigger(trigger), settings)
 
     return runtime.run(work)
 

@@ -9,12 +9,15 @@ tests/integration/sync/test_sync_brain_e2e.py.
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from omnify.brain_runs import loader
 from omnify.brain_runs import service as brain_service
@@ -22,6 +25,8 @@ from omnify.brain_runs.models import RunTrigger
 from omnify.brain_runs.translate import AdDay, AdInfo, CampaignInfo, ClientData
 from omnify.core.db import Database, bind_tenant
 from omnify.events import service as events
+from omnify.settings import Settings
+from tests.chat_server import ChatServer, chat_answer, serve_chat
 from tests.integration.brain_product.conftest import ACCOUNT, MetaEnv, Team, connect_meta, new_client, org_url
 
 
@@ -146,6 +151,53 @@ async def test_failed_run_is_recorded(api: httpx.AsyncClient, team: Team, databa
     [run] = (await api.get(url, headers=team.owner.headers)).json()["items"]
     assert run["status"] == "failed" and run["error"] == "RuntimeError: metrics store unreachable"
     assert run["trigger"] == "schedule" and run["duration_ms"] is not None and run["finished_at"] is not None
+
+
+@pytest.fixture
+def llm_server() -> Iterator[ChatServer]:
+    yield from serve_chat()
+
+
+async def test_llm_idea_assistant_is_used_when_configured_and_falls_back(
+    api: httpx.AsyncClient, team: Team, database: Database, brain_settings: Settings, llm_server: ChatServer,
+    synced_sandbox: None,
+) -> None:
+    client_id = await new_client(api, team.owner)
+    org_id = uuid.UUID(team.owner.org_id)
+    llm = brain_settings.model_copy(update={"ideas_llm_base_url": llm_server.url, "ideas_llm_model": "m-test",
+                                            "ideas_llm_api_key": SecretStr("sk-llm-secret-123")})
+    drafted = {"ideas": [{"title": "Try-on reels for the summer range", "rationale": "ROAS 4.1 on Meta video ads",
+                          "platform": "meta_ads", "audience": "women 25-44", "creative_angle": "try-on",
+                          "suggested_daily_budget": 80}]}
+    llm_server.answers.append((200, chat_answer(json.dumps(drafted))))
+
+    async def run(settings: Settings | None) -> list[dict[str, Any]]:
+        async with database.sessionmaker() as s:
+            await bind_tenant(s, org_id)
+            done = await brain_service.run_for_client(s, org_id, uuid.UUID(client_id), RunTrigger.MANUAL,
+                                                      settings=settings)
+            assert done.status == "succeeded", done.error
+        resp = await api.get(org_url(team.owner, "recommendations"), headers=team.owner.headers,
+                             params={"client_id": client_id, "module": "ideas", "limit": 100})
+        return list(resp.json()["items"])
+
+    ideas = await run(llm)
+    [sent] = llm_server.seen
+    assert sent["path"] == "/v1/chat/completions" and sent["auth"] == "Bearer sk-llm-secret-123"
+    assert sent["body"]["model"] == "m-test"
+    assert json.loads(sent["body"]["messages"][1]["content"])["profile"]["company_name"]
+    assert [i["title"] for i in ideas] == ["Try-on reels for the summer range"]
+    assert ideas[0]["evidence"]["source"] == "llm:m-test"
+    assert ideas[0]["evidence"]["evidence"] == {"provider": "openai-compatible", "model": "m-test"}
+
+    # The endpoint fails: the run still succeeds, with the offline ideas and the error noted.
+    llm_server.answers.append((503, b'{"error": "overloaded"}'))
+    fallback = [i for i in await run(llm) if i["evidence"]["evidence"].get("provider_error")]
+    assert fallback and all(i["evidence"]["source"] == "rules" for i in fallback)
+    assert len(llm_server.seen) == 2
+    # Not configured (the default): no request leaves the machine.
+    await run(None)
+    assert len(llm_server.seen) == 2
 
 
 def test_sandbox_days_cover_the_lookback(meta_env: MetaEnv) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from omnify.brain.ideas import IdeaProvider, IdeaProviderError, generate_ideas, rule_based_ideas
 from omnify.brain.llm import OpenAICompatibleIdeaProvider
 from omnify.brain.types import CampaignIdea
+from tests.chat_server import ChatServer, chat_answer, serve_chat
 
 PROFILE = {
     "name": "Linen & Co",
@@ -80,58 +79,24 @@ def test_failing_provider_falls_back_to_rules() -> None:
 
 
 # --------------------------------------------------------------------------- real HTTP server
-
-
-class _Handler(BaseHTTPRequestHandler):
-    answers: list[tuple[int, bytes]] = []
-    seen: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Handler.seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": json.loads(body)})
-        status, payload = _Handler.answers.pop(0)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        return
-
-
 @pytest.fixture
-def llm_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    _Handler.answers.clear()
-    _Handler.seen.clear()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def llm_server() -> Iterator[ChatServer]:
+    yield from serve_chat()
 
 
-def _chat(content: str) -> bytes:
-    return json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-
-
-def test_llm_provider_parses_ideas(llm_server: str) -> None:
+def test_llm_provider_parses_ideas(llm_server: ChatServer) -> None:
     ideas_json = json.dumps(
         {"ideas": [{"title": "UGC linen try-on", "rationale": "ROAS 6.0 on meta", "platform": "tiktok",
                     "audience": None, "creative_angle": "try-on", "suggested_daily_budget": 50}]}
     )  # fmt: skip
-    _Handler.answers.append((200, _chat(ideas_json)))
-    provider = OpenAICompatibleIdeaProvider(llm_server, api_key="sk-test-secret", model="m1")
+    llm_server.answers.append((200, chat_answer(ideas_json)))
+    provider = OpenAICompatibleIdeaProvider(llm_server.url, api_key="sk-test-secret", model="m1")
     ideas = generate_ideas(PROFILE, PERFORMANCE, n=3, provider=provider)
     assert len(ideas) == 1
     idea = ideas[0]
     assert idea.title == "UGC linen try-on" and idea.source == "llm:m1" and idea.suggested_daily_budget == 50.0
     assert idea.key.startswith("idea:llm:")
-    req = _Handler.seen[0]
+    req = llm_server.seen[0]
     assert req["path"] == "/v1/chat/completions"
     assert req["auth"] == "Bearer sk-test-secret"
     assert req["body"]["model"] == "m1" and req["body"]["response_format"] == {"type": "json_object"}
@@ -145,19 +110,19 @@ def test_llm_provider_parses_ideas(llm_server: str) -> None:
     [
         (500, b'{"error": "boom"}'),
         (200, b"not json"),
-        (200, _chat("this is not json")),
-        (200, _chat(json.dumps({"ideas": [{"title": "", "rationale": "x"}]}))),
-        (200, _chat(json.dumps({"ideas": [{"title": "t", "rationale": "r", "suggested_daily_budget": "lots"}]}))),
-        (200, _chat(json.dumps({"ideas": []}))),
+        (200, chat_answer("this is not json")),
+        (200, chat_answer(json.dumps({"ideas": [{"title": "", "rationale": "x"}]}))),
+        (200, chat_answer(json.dumps({"ideas": [{"title": "t", "rationale": "r", "suggested_daily_budget": "lots"}]}))),
+        (200, chat_answer(json.dumps({"ideas": []}))),
     ],
     ids=["http-500", "non-json", "content-not-json", "empty-title", "bad-budget", "no-ideas"],
 )
-def test_llm_provider_errors_fall_back(llm_server: str, answer: tuple[int, bytes]) -> None:
-    _Handler.answers.append(answer)
-    provider = OpenAICompatibleIdeaProvider(llm_server)
+def test_llm_provider_errors_fall_back(llm_server: ChatServer, answer: tuple[int, bytes]) -> None:
+    llm_server.answers.append(answer)
+    provider = OpenAICompatibleIdeaProvider(llm_server.url)
     with pytest.raises(IdeaProviderError):
         provider.generate(PROFILE, PERFORMANCE, 3)
-    _Handler.answers.append(answer)
+    llm_server.answers.append(answer)
     ideas = generate_ideas(PROFILE, PERFORMANCE, provider=provider)
     assert ideas and ideas[0].source == "rules" and "provider_error" in ideas[0].evidence
 

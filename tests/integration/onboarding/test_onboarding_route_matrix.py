@@ -98,7 +98,7 @@ async def _call(client: httpx.AsyncClient, route: Route, url: str, headers: dict
 
 # Routes under /clients owned by later domains, each guarded by its own tests (and by the
 # foundation's cross-tenant walk over every route).
-OTHER_DOMAINS = ("/analytics", "/brain-runs", "/connections")
+OTHER_DOMAINS = ("/analytics", "/brain-runs", "/connections", "/privacy-requests")
 
 
 def test_matrix_covers_every_onboarding_route(app: Any) -> None:

@@ -150,8 +150,16 @@ async def test_privacy_webhooks_export_then_erase_a_shopper_then_the_shop(
     assert request["topic"] == "customers/data_request" and request["customer_external_id"] == shopper
     assert request["shopify_request_id"] == str(sent["payload"]["data_request"]["id"])
     assert request["has_export"] is True and request["rows_affected"] == 1 + len(theirs)
-    assert (await env.api.get(base, headers=team.viewer.headers)).status_code == 403
-    assert (await env.api.get(base, headers=team.outsider.headers)).status_code in (403, 404)
+    # Guards: admins and owners only, other organizations see nothing, bad ids are 422/404.
+    assert (await env.api.get(base)).status_code == 401
+    viewer = await env.api.get(base, headers=team.viewer.headers)
+    assert viewer.status_code == 403 and viewer.json()["type"].endswith("insufficient-role")
+    assert (await env.api.get(f"{base}/{request['id']}/export", headers=team.viewer.headers)).status_code == 403
+    for url in (base, f"{base}/{request['id']}", f"{base}/{request['id']}/export"):
+        assert (await env.api.get(url, headers=team.outsider.headers)).status_code == 404
+    assert (await env.api.get(f"{base}/not-an-id", headers=team.owner.headers)).status_code == 422
+    assert (await env.api.get(f"{base}/{uuid.uuid4()}", headers=team.owner.headers)).status_code == 404
+    assert (await env.api.get(base, headers=team.owner.headers, params={"topic": "orders/create"})).status_code == 422
 
     link = await env.api.get(f"{base}/{request['id']}/export", headers=team.admin.headers)
     assert link.status_code == 200, link.text
@@ -227,12 +235,13 @@ async def test_app_wide_address_fans_out_per_organization_and_refuses_what_it_mu
 
     body, headers = webhook_request(topic="customers/redact", shop_domain=OTHER_SHOP, payload=payload, secret=secret)
     resp = await env.api.post(APP_WIDE, content=body, headers=headers)
-    assert resp.status_code == 200 and resp.json()["status"] == "accepted" and len(resp.json()["ids"]) == 2
-    stored: dict[str, list[InboundEvent]] = {}
+    assert resp.status_code == 200 and resp.json()["status"] == "accepted"
+    ids = resp.json()["ids"]
+    assert len(ids) == len(set(ids)) >= 2  # (other test modules may have connected this shop too)
     for who in (team, other):
-        stored[who.owner.org_id] = [e for e in await tenant_session_rows(env.db, who.owner.org_id, InboundEvent)
-                                    if e.topic == "customers/redact"]
-        assert len(stored[who.owner.org_id]) == 1  # each organization holds its own copy
+        mine = [e for e in await tenant_session_rows(env.db, who.owner.org_id, InboundEvent)
+                if e.topic == "customers/redact"]
+        assert len(mine) == 1 and str(mine[0].id) in ids  # each organization holds its own copy
     again = await env.api.post(APP_WIDE, content=body, headers=headers)
     assert again.json() == {"status": "duplicate", "ids": resp.json()["ids"]}
 

@@ -269,7 +269,9 @@ def test_sigkill_mid_task_redelivers_and_effect_happens_once(harness: Harness, t
     first = WorkerProcess(harness.env, queue=queue, log_path=tmp_path / "first.log").start()
     try:
         harness.send("slow_effect", key, str(tmp_path), 60, queue=queue)
-        wait_for(lambda: (tmp_path / f"{key}.committed").exists(), timeout=20, what="effect committed")
+        # Generous waits (they return as soon as the condition holds): on a loaded 2-CPU
+        # runner a fresh prefork worker can take well over 20 s to pick up its first task.
+        wait_for(lambda: (tmp_path / f"{key}.committed").exists(), timeout=60, what="effect committed")
         assert harness.effect_count(key) == 1
     finally:
         first.kill()
@@ -278,14 +280,14 @@ def test_sigkill_mid_task_redelivers_and_effect_happens_once(harness: Harness, t
         deliveries = tmp_path / f"{key}.deliveries"
         wait_for(
             lambda: len(deliveries.read_text().splitlines()) >= 2,
-            timeout=30,
+            timeout=60,
             what="redelivery to the second worker",
             interval=0.2,
         )
         task_id = deliveries.read_text().splitlines()[0].split()[1]
         wait_for(
             lambda: [e for e in second.events() if e.get("event") == "job.succeeded" and e.get("task_id") == task_id],
-            timeout=10,
+            timeout=30,
             what="redelivered run finished",
         )
         skipped = [e for e in second.events() if e.get("event") == "job.duplicate_effect_skipped"]

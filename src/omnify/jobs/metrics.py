@@ -8,6 +8,7 @@ Prometheus' multi-process mode.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 
@@ -57,6 +58,17 @@ def start_metrics_server(port: int, addr: str, registry: CollectorRegistry = REG
     return True
 
 
+#: Held by the poller for each poll and by the forking thread across ``fork()``: the
+#: prefork pool must never fork while the poller is inside the broker client. Otherwise
+#: the child inherits a lock held by a thread that does not exist there (kombu's Redis
+#: transport disconnects its connection pools in an after-fork hook, taking redis-py's
+#: pool lock), and the child hangs before running its first task.
+_FORK_GUARD = threading.Lock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_FORK_GUARD.acquire, after_in_parent=_FORK_GUARD.release,
+                        after_in_child=_FORK_GUARD.release)
+
+
 class QueueDepthPoller:
     """Refreshes ``omnify_celery_queue_depth`` from the broker on a timer thread."""
 
@@ -79,7 +91,9 @@ class QueueDepthPoller:
         self._stop.set()
 
     def poll_once(self) -> None:
-        for queue, depth in self._measure(list(self._queues())).items():
+        with _FORK_GUARD:
+            depths = self._measure(list(self._queues()))
+        for queue, depth in depths.items():
             QUEUE_DEPTH.labels(queue=queue).set(depth)
 
     def _run(self) -> None:

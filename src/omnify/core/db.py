@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, MetaData, String, TypeDecorator, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -186,3 +187,12 @@ async def bind_tenant(session: AsyncSession, org_id: uuid.UUID | None, **extra: 
     """Bind the tenant and apply it to the open transaction, if any, at once."""
     set_tenant(session, org_id, **extra)
     await apply_tenant_now(session)
+
+
+async def insert_once(session: AsyncSession, model: Any, values: dict[str, Any], keys: list[str]) -> bool:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING on either database; ``True`` if a row was
+    inserted. The unique constraint decides, so concurrent callers cannot both win."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+    result = await session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0))

@@ -7,20 +7,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from omnify.core import db
 from omnify.core.pagination import PageParams, keyset
 from omnify.privacy.models import PrivacyTopic, ShopPrivacyRequest
 
 
 async def insert_once(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert unless this request (connection, topic, request key) is already recorded."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(ShopPrivacyRequest).values(**values).on_conflict_do_nothing(
-        index_elements=["connection_id", "topic", "request_key"])
-    result = await session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
+    return await db.insert_once(session, ShopPrivacyRequest, values, ["connection_id", "topic", "request_key"])
 
 
 async def get(session: AsyncSession, org_id: uuid.UUID, request_id: uuid.UUID) -> ShopPrivacyRequest | None:

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import CursorResult, func, or_, select, text, update
 from sqlalchemy import delete as sql_delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from omnify.core.db import insert_once
 from omnify.core.pagination import PageParams, keyset
 from omnify.webhooks.models import (
     DeliveryStatus,
@@ -84,20 +84,13 @@ async def get_event(session: AsyncSession, org_id: uuid.UUID, event_id: uuid.UUI
     return await session.scalar(select(WebhookEvent).where(WebhookEvent.org_id == org_id, WebhookEvent.id == event_id))
 
 
-def _insert_ignore(session: AsyncSession, table: Any, values: dict[str, Any], keys: list[str]) -> Any:
-    dialect = postgresql if _is_postgres(session) else sqlite
-    return dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
-
-
 async def insert_event_once(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert unless an event with this id exists (a re-dispatched domain event)."""
-    result = await session.execute(_insert_ignore(session, WebhookEvent, values, ["id"]))
-    return bool(getattr(result, "rowcount", 0))
+    return await insert_once(session, WebhookEvent, values, ["id"])
 
 
 async def insert_delivery_once(session: AsyncSession, values: dict[str, Any]) -> bool:
-    result = await session.execute(_insert_ignore(session, WebhookDelivery, values, ["endpoint_id", "event_id"]))
-    return bool(getattr(result, "rowcount", 0))
+    return await insert_once(session, WebhookDelivery, values, ["endpoint_id", "event_id"])
 
 
 # -------------------------------------------------------------------------- deliveries
@@ -223,8 +216,7 @@ async def get_source(session: AsyncSession, org_id: uuid.UUID, source_id: uuid.U
 
 
 async def insert_inbound_once(session: AsyncSession, values: dict[str, Any]) -> bool:
-    result = await session.execute(_insert_ignore(session, InboundEvent, values, ["source_id", "delivery_id"]))
-    return bool(getattr(result, "rowcount", 0))
+    return await insert_once(session, InboundEvent, values, ["source_id", "delivery_id"])
 
 
 async def get_inbound_by_delivery(

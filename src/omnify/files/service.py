@@ -134,7 +134,6 @@ async def download_link(
     file_id: uuid.UUID, variant: Literal["original", "thumbnail"] = "original",
 ) -> SignedLink:
     row = await get_file(session, org_id, client_id, file_id)
-    ttl = settings.signed_url_ttl_seconds
     if variant == "thumbnail":
         if not row.thumbnail_key:
             raise NotFound("This file has no thumbnail (only raster images get one).", code="no-thumbnail")
@@ -142,8 +141,16 @@ async def download_link(
         key, filename, ctype = row.thumbnail_key, f"{stem}-thumbnail.webp", "image/webp"
     else:
         key, filename, ctype = row.storage_key, row.filename, row.content_type
-    url = await storage.signed_download_url(key, filename=filename, ttl=ttl, content_type=ctype)
-    return SignedLink(url=url, expires_at=utcnow() + timedelta(seconds=ttl), filename=filename, content_type=ctype)
+    return await signed_link(settings, storage, key, filename=filename, content_type=ctype)
+
+
+async def signed_link(settings: Settings, storage: Storage, key: str, *, filename: str,
+                      content_type: str) -> SignedLink:
+    """A download URL for one stored object, valid for ``signed_url_ttl_seconds``."""
+    ttl = settings.signed_url_ttl_seconds
+    url = await storage.signed_download_url(key, filename=filename, ttl=ttl, content_type=content_type)
+    return SignedLink(url=url, expires_at=utcnow() + timedelta(seconds=ttl), filename=filename,
+                      content_type=content_type)
 
 
 # ------------------------------------------------------------------------------ upload

@@ -15,9 +15,10 @@ from omnify.auth.deps import OrgContext, require
 from omnify.auth.permissions import Permission
 from omnify.core.deps import SettingsDep
 from omnify.core.pagination import Page, PageParams, fields_param, page_params, page_response
+from omnify.files.schemas import DownloadOut
 from omnify.privacy import service
 from omnify.privacy.models import PrivacyTopic, ShopPrivacyRequest
-from omnify.privacy.schemas import PrivacyExportOut, PrivacyRequestOut
+from omnify.privacy.schemas import PrivacyRequestOut
 
 router = APIRouter(tags=["privacy"])
 
@@ -47,10 +48,10 @@ async def get_privacy_request(client_id: uuid.UUID, request_id: uuid.UUID, ctx: 
     return _out(await service.get_request(ctx.session, ctx.org_id, client_id, request_id))
 
 
-@router.get(BASE + "/{request_id}/export", response_model=PrivacyExportOut)
+@router.get(BASE + "/{request_id}/export", response_model=DownloadOut)
 async def privacy_export(client_id: uuid.UUID, request_id: uuid.UUID, ctx: Compliance, settings: SettingsDep) -> Any:
     """A signed link to the JSON export of a customers/data_request, for the merchant to
     send to the shopper who asked."""
     link = await service.export_link(ctx.session, settings, ctx.actor, ctx.org_id, client_id, request_id)
-    return PrivacyExportOut(url=link.url, expires_at=link.expires_at, filename=link.filename,
-                            content_type=link.content_type)
+    return DownloadOut(url=link.url, expires_at=link.expires_at, filename=link.filename,
+                       content_type=link.content_type)

@@ -26,9 +26,3 @@ class PrivacyRequestOut(BaseModel):
     created_at: datetime
     completed_at: datetime | None
 
-
-class PrivacyExportOut(BaseModel):
-    url: str = Field(description="Short-lived signed URL to the JSON export; fetch it without Authorization.")
-    expires_at: datetime
-    filename: str
-    content_type: str

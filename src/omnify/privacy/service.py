@@ -24,7 +24,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,7 +37,7 @@ from omnify.core.errors import NotFound
 from omnify.core.logging import get_logger
 from omnify.core.pagination import PageParams
 from omnify.core.storage import Storage, build_object_key
-from omnify.files.service import SignedLink, storage_for
+from omnify.files.service import SignedLink, signed_link, storage_for
 from omnify.privacy import repository
 from omnify.privacy.models import PrivacyStatus, PrivacyTopic, ShopPrivacyRequest
 from omnify.settings import Settings
@@ -51,12 +50,19 @@ EXPORT_CATEGORY = "privacy"
 EXPORT_FORMAT_VERSION = 1
 
 
+def _shopify_request_id(payload: Mapping[str, Any]) -> str | None:
+    data_request = payload.get("data_request")
+    if isinstance(data_request, Mapping) and data_request.get("id") is not None:
+        return str(data_request["id"])
+    return None
+
+
 def request_key(topic: str, payload: Mapping[str, Any]) -> str:
     """The request's identity: Shopify's ``data_request.id`` when it sends one, else the
     canonical payload (the redact topics carry no id; a re-send has the same body)."""
-    data_request = payload.get("data_request")
-    if isinstance(data_request, Mapping) and data_request.get("id") is not None:
-        identity = f"{topic}|id|{data_request['id']}"
+    shopify_id = _shopify_request_id(payload)
+    if shopify_id is not None:
+        identity = f"{topic}|id|{shopify_id}"
     else:
         identity = f"{topic}|body|{json.dumps(payload, sort_keys=True, separators=(',', ':'), default=str)}"
     return hashlib.sha256(identity.encode()).hexdigest()
@@ -84,14 +90,13 @@ async def handle(session: AsyncSession, settings: Settings, conn: Connection, to
     if topic is not PrivacyTopic.SHOP_REDACT and customer_id is None:
         raise ValueError(f"{topic.value} payload has no customer.id")
     key = request_key(topic.value, payload)
-    data_request = payload.get("data_request")
+    shopify_id = _shopify_request_id(payload)
     row_id = uuid.uuid4()
     inserted = await repository.insert_once(session, {
         "id": row_id, "org_id": conn.org_id, "client_id": conn.client_id, "connection_id": conn.id,
         "topic": topic.value, "shop_domain": (conn.shop_domain or str(payload.get("shop_domain") or ""))[:255],
         "customer_external_id": customer_id,
-        "shopify_request_id": str(data_request["id"])[:64] if isinstance(data_request, Mapping)
-        and data_request.get("id") is not None else None,
+        "shopify_request_id": shopify_id[:64] if shopify_id else None,
         "request_key": key, "status": PrivacyStatus.COMPLETED.value, "rows_affected": 0, "created_at": utcnow(),
     })
     if not inserted:
@@ -183,12 +188,10 @@ async def export_link(session: AsyncSession, settings: Settings, actor: Actor, o
         raise NotFound("Only customers/data_request requests have an export.", code="no-export")
     if not row.storage_key:
         raise NotFound("This export was erased by a later redaction request.", code="export-erased")
-    ttl = settings.signed_url_ttl_seconds
-    filename = f"shopify-customer-{row.customer_external_id}-data.json"
-    url = await storage_for(settings).signed_download_url(row.storage_key, filename=filename, ttl=ttl,
-                                                          content_type="application/json")
+    link = await signed_link(settings, storage_for(settings), row.storage_key,
+                             filename=f"shopify-customer-{row.customer_external_id}-data.json",
+                             content_type="application/json")
     await audit.record(session, org_id, actor, "privacy.export_downloaded", target_type="shop_privacy_request",
                        target_id=row.id, changes={"customer_external_id": row.customer_external_id})
     await session.commit()
-    return SignedLink(url=url, expires_at=utcnow() + timedelta(seconds=ttl), filename=filename,
-                      content_type="application/json")
+    return link

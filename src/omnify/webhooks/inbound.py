@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from omnify.core.db import bind_tenant, utcnow
 from omnify.core.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from omnify.core.logging import get_logger
+from omnify.integrations.shopify.webhooks import MANDATORY_PRIVACY_TOPICS
 from omnify.notifications import dispatch
 from omnify.settings import Settings
 from omnify.webhooks import keys, repository
@@ -79,6 +80,9 @@ class VerifiedDelivery:
 
 class InboundProvider(Protocol):
     name: str
+    #: Topics the platform sends to one app-wide address instead of each account's
+    #: subscription (see :func:`receive_app_level`); empty if it has none.
+    app_level_topics: frozenset[str]
 
     def app_secrets(self, config: WebhookConfig) -> Sequence[str]:
         """Secrets shared by every source of this provider (e.g. the app's client secret)."""
@@ -117,6 +121,8 @@ class ShopifyProvider:
     """``X-Shopify-Hmac-Sha256`` = base64 HMAC-SHA256 of the raw body with the app secret."""
 
     name = "shopify"
+    #: Shopify's mandatory privacy (compliance) webhooks are configured once per app.
+    app_level_topics = frozenset(t.value for t in MANDATORY_PRIVACY_TOPICS)
     HMAC = "X-Shopify-Hmac-Sha256"
     TOPIC = "X-Shopify-Topic"
     SHOP = "X-Shopify-Shop-Domain"
@@ -277,9 +283,6 @@ async def receive(
                                                      source.secret_blob)]
     else:
         secrets_ = provider.app_secrets(config)
-    if not secrets_:
-        log.error("inbound.no_secret", provider=provider_name, source_id=str(source_id))
-        raise ServiceUnavailable("This webhook receiver is not configured yet.", code="inbound-not-configured")
     delivery = _verified(provider, config, headers, body, secrets_)
     if source.account and delivery.account != source.account:
         raise Forbidden("The delivery is for another account than this receiver's.", code="account-mismatch")
@@ -288,7 +291,11 @@ async def receive(
 
 def _verified(provider: InboundProvider, config: WebhookConfig, headers: Mapping[str, str], body: bytes,
               secrets_: Sequence[str]) -> VerifiedDelivery:
-    """Signature first (401), then the headers (400), then freshness (400)."""
+    """Signature first (401; 503 if no secret is configured), then the headers (400),
+    then freshness (400)."""
+    if not secrets_:
+        log.error("inbound.no_secret", provider=provider.name)
+        raise ServiceUnavailable("This webhook receiver is not configured yet.", code="inbound-not-configured")
     try:
         delivery = provider.verify(headers, body, secrets_)
     except InvalidSignature:
@@ -330,13 +337,6 @@ async def _store_once(session: AsyncSession, provider_name: str, source_id: uuid
     return Received(event_id, False)
 
 
-#: Topics a platform sends to one app-wide address rather than to each shop's subscription:
-#: Shopify's mandatory privacy (compliance) webhooks are configured once per app.
-APP_LEVEL_TOPICS: dict[str, frozenset[str]] = {
-    "shopify": frozenset({"customers/data_request", "customers/redact", "shop/redact"}),
-}
-
-
 async def receive_app_level(
     session: AsyncSession, config: WebhookConfig, provider_name: str, headers: Mapping[str, str], body: bytes,
 ) -> list[Received]:
@@ -350,14 +350,10 @@ async def receive_app_level(
     An unknown shop is acknowledged with no event: there is nothing of it to erase.
     """
     provider = PROVIDERS.get(provider_name)
-    topics = APP_LEVEL_TOPICS.get(provider_name, frozenset())
+    topics = provider.app_level_topics if provider is not None else frozenset()
     if provider is None or not topics:
         raise NotFound("Unknown webhook provider.")
-    secrets_ = provider.app_secrets(config)
-    if not secrets_:
-        log.error("inbound.no_secret", provider=provider_name, source_id="app")
-        raise ServiceUnavailable("This webhook receiver is not configured yet.", code="inbound-not-configured")
-    delivery = _verified(provider, config, headers, body, secrets_)
+    delivery = _verified(provider, config, headers, body, provider.app_secrets(config))
     if delivery.topic not in topics:
         raise BadRequest(f"Topic {delivery.topic!r} is not accepted at the app-wide address; "
                          f"accepted: {', '.join(sorted(topics))}.", code="topic-not-accepted")

@@ -9,6 +9,7 @@ thresholds are shortened (a test-owned ConnectorFactory), so failure paths stay 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -254,14 +255,22 @@ def boxes() -> Iterator[Sandboxes]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
-async def env(boxes: Sandboxes, settings: Settings, db_urls: DatabaseUrls, database: Database,
-              owner_database: Database) -> AsyncIterator[Env]:
-    sync_settings = settings_for(boxes, make_settings(settings.data_dir, db_urls))
+@contextlib.asynccontextmanager
+async def open_env(boxes: Sandboxes, settings: Settings, db_urls: DatabaseUrls, database: Database,
+                   owner_database: Database, **overrides: Any) -> AsyncIterator[Env]:
+    """The app wired to the sandboxes (``overrides`` adjust its settings) and a client."""
+    sync_settings = settings_for(boxes, make_settings(settings.data_dir, db_urls), **overrides)
     app = create_app(sync_settings, database)
     app.state.connector_factory = fast_factory(sync_settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as api:
         yield Env(api=api, app=app, settings=sync_settings, boxes=boxes, db=database, owner_db=owner_database)
+
+
+@pytest.fixture(scope="module")
+async def env(boxes: Sandboxes, settings: Settings, db_urls: DatabaseUrls, database: Database,
+              owner_database: Database) -> AsyncIterator[Env]:
+    async with open_env(boxes, settings, db_urls, database, owner_database) as opened:
+        yield opened
 
 
 @dataclass

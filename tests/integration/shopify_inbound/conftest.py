@@ -11,20 +11,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
 
-from omnify.app import create_app
 from omnify.core.db import Database
 from omnify.settings import Settings
-from tests.conftest import DatabaseUrls, make_settings
+from tests.conftest import DatabaseUrls
 from tests.integration.connections.conn_support import (  # noqa: F401
     Env,
     Sandboxes,
     boxes,
     enqueued,
-    fast_factory,
-    settings_for,
+    open_env,
     team,
 )
 from tests.integration.webhooks.conftest import Receiver, _serve
@@ -43,8 +40,6 @@ def _fresh_relay(relay: Receiver) -> None:
 @pytest.fixture(scope="module")
 async def env(boxes: Sandboxes, relay: Receiver, settings: Settings, db_urls: DatabaseUrls,  # noqa: F811
               database: Database, owner_database: Database) -> AsyncIterator[Env]:
-    shop_settings = settings_for(boxes, make_settings(settings.data_dir, db_urls), public_base_url=relay.url(""))
-    app = create_app(shop_settings, database)
-    app.state.connector_factory = fast_factory(shop_settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as api:
-        yield Env(api=api, app=app, settings=shop_settings, boxes=boxes, db=database, owner_db=owner_database)
+    async with open_env(boxes, settings, db_urls, database, owner_database,
+                        public_base_url=relay.url("")) as opened:
+        yield opened

@@ -16,11 +16,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
-from omnify.app import create_app
 from omnify.brain_runs import tasks as brain_tasks
 from omnify.brain_runs.models import RunTrigger
 from omnify.core.db import Database, bind_tenant
@@ -30,7 +28,7 @@ from omnify.sync import service as sync_service
 from omnify.sync.models import SyncAd
 from omnify.webhooks import dispatcher
 from omnify.webhooks.models import WebhookDelivery
-from tests.conftest import DatabaseUrls, make_settings
+from tests.conftest import DatabaseUrls
 from tests.integration.connections.conn_support import (
     HISTORY_DAYS,
     META_SMALL,
@@ -38,8 +36,7 @@ from tests.integration.connections.conn_support import (
     Env,
     Sandboxes,
     Team,
-    fast_factory,
-    settings_for,
+    open_env,
 )
 from tests.integration.sync.sync_support import connected, run
 from tests.integration.webhooks.conftest import Receiver, _serve
@@ -53,11 +50,9 @@ async def env(boxes: Sandboxes, settings: Settings, db_urls: DatabaseUrls, datab
               owner_database: Database) -> AsyncIterator[Env]:
     """conn_support's env, backfilling the sandbox's whole history (the brain compares an
     ad's recent weeks with its early ones, so 45 days would hide most fatigue)."""
-    sync_settings = settings_for(boxes, make_settings(settings.data_dir, db_urls), sync_backfill_days=HISTORY_DAYS)
-    app = create_app(sync_settings, database)
-    app.state.connector_factory = fast_factory(sync_settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as api:
-        yield Env(api=api, app=app, settings=sync_settings, boxes=boxes, db=database, owner_db=owner_database)
+    async with open_env(boxes, settings, db_urls, database, owner_database,
+                        sync_backfill_days=HISTORY_DAYS) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -58,6 +59,44 @@ def _fail(message: str) -> None:
 
 
 # ------------------------------------------------------------------------------ serve / up
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _check_secrets_backend(settings: Settings) -> None:
+    """Load the master keys now (the documented ``load_keyring``), not at the first encryption:
+    a wrong Vault token or a missing secret must stop the start, with the reason."""
+    from omnify.core.secrets import MasterKeyError, load_keyring
+
+    try:
+        load_keyring(settings)
+    except MasterKeyError as exc:
+        _fail(f"cannot load the master keys from the {settings.secrets_backend!r} secrets backend: {exc}")
+
+
+def _warn_pending_migrations(settings: Settings) -> None:
+    """Say at start what /readyz will say (503 "migrations pending") and how to fix it."""
+    from omnify.core import health
+    from omnify.core.db import Database
+
+    async def pending() -> list[str]:
+        db = Database(settings)
+        try:
+            return await health.pending_migrations(db)
+        finally:
+            await db.dispose()
+
+    try:
+        missing = asyncio.run(pending())
+    except Exception as exc:  # the database may be down: /readyz reports it, serve anyway
+        typer.secho(f"warning: cannot read the schema revision: {type(exc).__name__}", fg=typer.colors.YELLOW,
+                    err=True)
+        return
+    if missing:
+        typer.secho(f"Database migrations pending ({', '.join(missing)} not applied): run "
+                    f"`{health.MIGRATE_COMMAND}`; /readyz answers 503 until then.", fg=typer.colors.YELLOW, err=True)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -67,14 +106,18 @@ def serve(
     """Serve the API (production role `api`); run `omnify migrate up` first."""
     import uvicorn
 
+    from omnify.core.middleware import uvicorn_proxy_options
     from omnify.settings import InsecureSettingError
 
     try:
         get_settings().assert_production_safe()
     except InsecureSettingError as exc:
         _fail(str(exc))
+    _check_secrets_backend(get_settings())
+    _warn_pending_migrations(get_settings())
     uvicorn.run("omnify.app:create_app", factory=True, host=host, port=port, workers=workers,
-                proxy_headers=True, log_config=None, access_log=False)
+                log_config=None, access_log=False,
+                **uvicorn_proxy_options(get_settings()))
 
 
 @app.command()
@@ -95,15 +138,20 @@ def up(
     the sandbox settings. Everything stops with the API.
     """
     import os
-    import subprocess
 
     import uvicorn
 
     from omnify.app import create_app
     from omnify.core import migrate
     from omnify.core.db import Database
+    from omnify.core.middleware import uvicorn_proxy_options
     from omnify.demo import ensure_demo
+    from omnify.jobs.celery_app import configure_celery
 
+    if data_dir is not None:
+        # One data directory for every part of `up`: this process's settings and Celery app
+        # (built at import, before this option was known), the worker and the beat.
+        os.environ["OMNIFY_DATA_DIR"] = str(data_dir.resolve())
     running = None
     if sandboxes:
         from omnify.demo_sync import sandbox_env
@@ -113,42 +161,67 @@ def up(
         running = start_all(host="127.0.0.1", ports=dict.fromkeys(Platform, 0))
         os.environ.update(sandbox_env(running))  # read by the settings below and by the worker child
     get_settings.cache_clear()
-    settings = _settings(data_dir)
+    settings = get_settings()
+    configure_celery(settings)
     from omnify.core.logging import configure_logging
 
     configure_logging(settings)
     migrate.upgrade(settings)
-    db = Database(settings)
-    login = asyncio.run(ensure_demo(settings, db))
-    demo_line = "sandboxes off"
-    if running is not None:
-        from omnify.demo_sync import ensure_demo_connections
+    from omnify.demo import DemoLogin
+    from omnify.demo_sync import DemoSyncReport
 
-        report = asyncio.run(ensure_demo_connections(settings, db, backfill_days=settings.demo_backfill_days))
+    async def prepare() -> tuple[DemoLogin, DemoSyncReport | None]:
+        # One event loop for every use of this engine: on PostgreSQL, asyncpg connections
+        # pooled by a first asyncio.run() failed in a second one ("attached to a different
+        # loop"), so `up` crashed on PostgreSQL (issue 14).
+        db = Database(settings)
+        try:
+            login = await ensure_demo(settings, db)
+            if running is None:
+                return login, None
+            from omnify.demo_sync import ensure_demo_connections
+
+            return login, await ensure_demo_connections(settings, db, backfill_days=settings.demo_backfill_days)
+        finally:
+            await db.dispose()
+
+    login, report = asyncio.run(prepare())
+    demo_line = "sandboxes off"
+    if report is not None:
         demo_line = (f"{len(report.connected)} sandbox connections, {sum(report.synced.values())} rows synced"
                      + (f", {len(report.errors)} failed: {'; '.join(report.errors)}" if report.errors else ""))
-    asyncio.run(db.dispose())
     typer.secho(f"Omnify is starting on http://{host}:{port}", fg=typer.colors.GREEN)
-    typer.echo(f"  API docs:  http://{host}:{port}/api/docs")
-    typer.echo(f"  Log in:    POST /api/v1/auth/login  email={login.email}  password={login.password}")
+    typer.secho(f"  Open:      http://{host}:{port}/login", fg=typer.colors.GREEN)
+    typer.echo(f"  Log in:    email={login.email}  password={login.password}")
+    typer.echo(f"  API docs:  http://{host}:{port}/api/docs  (API: POST /api/v1/auth/login with the same login)")
     typer.echo(f"  Data dir:  {settings.data_dir.resolve()}")
     typer.echo(f"  Demo data: {demo_line}")
-    child: subprocess.Popen[bytes] | None = None
+    supervisor = None
     if worker:
+        from omnify.jobs.supervisor import Supervisor
+
         env = {**os.environ, "OMNIFY_DATA_DIR": str(settings.data_dir.resolve())}
-        child = subprocess.Popen(
-            [sys.executable, "-m", "omnify.cli", "worker", "--beat", "--pool=solo", "--metrics-port=0"], env=env
-        )
-        typer.echo(f"  Worker:    pid {child.pid} (jobs and schedule on the embedded broker)")
+        # The demo shows the brain's work within a minute, not after the first hourly sweep.
+        env.setdefault("OMNIFY_JOBS_BEAT_RUN_AT_START", '["omnify.brain.run_due"]')
+        # Worker and beat are separate fresh processes (never a beat forked from the worker:
+        # see omnify.jobs.supervisor); a dead one is restarted, both stop with `up`.
+        supervisor = Supervisor({"worker": ["worker", "--pool=solo", "--metrics-port=0"], "beat": ["beat"]}, env)
+        supervisor.start()
+        pids = supervisor.pids()
+        typer.echo(f"  Worker:    pid {pids['worker']}, beat pid {pids['beat']} (jobs and schedule on the "
+                   "embedded broker)")
+    api = create_app(settings)
+    api.state.job_processes = supervisor
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; with the default
+    # action that killed this process before the `finally` below, leaving the worker and
+    # the beat running (issue 14). Raised as an exception instead, the clean-up runs.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(api, host=host, port=port, log_config=None, access_log=False,
+                    **uvicorn_proxy_options(settings))
     finally:
-        if child is not None:
-            child.terminate()
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        if supervisor is not None:
+            supervisor.stop()
         if running is not None:
             running.stop()
 
@@ -156,16 +229,34 @@ def up(
 @app.command()
 def sandbox(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    base_port: Annotated[int, typer.Option(help="Meta on this port, Google +1, TikTok +2, Shopify +3.")] = 8101,
+    base_port: Annotated[int, typer.Option(
+        help="Meta on this port, Google +1, TikTok +2, Shopify +3, LinkedIn +4 (0: any free ports).")] = 8101,
+    fault: Annotated[list[str] | None, typer.Option(
+        help="Inject a fault from the start: PLATFORM.SETTING=VALUE, repeatable. Settings: rate_limit_next, "
+             "retry_after, errors_5xx_next, error_status, latency_ms, match, throttle (Meta: 80004, 17, 613). "
+             "E.g. --fault meta.rate_limit_next=3 --fault meta.throttle=613 --fault shopify.match=graphql")] = None,
+    today: Annotated[str | None, typer.Option(
+        help="Serve the API versions live on this day (YYYY-MM-DD); default: when the tables were checked.")] = None,
 ) -> None:
-    """Run the Meta, Google Ads, TikTok and Shopify sandboxes (local servers, seeded data)."""
+    """Run the Meta, Google Ads, TikTok, Shopify and LinkedIn sandboxes (local servers, seeded data).
+
+    Faults can also be changed while they run: POST /__sandbox/faults on each sandbox."""
     import threading
+    from datetime import date
 
     from omnify.integrations.base import Platform
-    from omnify.integrations.sandboxes import start_all
+    from omnify.integrations.sandboxes import parse_fault_flags, start_all
 
-    order = [Platform.META_ADS, Platform.GOOGLE_ADS, Platform.TIKTOK_ADS, Platform.SHOPIFY]
-    running = start_all(host, {p: base_port + i for i, p in enumerate(order)})
+    try:
+        faults = parse_fault_flags(fault or [])
+        day = date.fromisoformat(today) if today else None
+    except ValueError as exc:
+        _fail(str(exc))
+    order = [Platform.META_ADS, Platform.GOOGLE_ADS, Platform.TIKTOK_ADS, Platform.SHOPIFY, Platform.LINKEDIN_ADS]
+    ports = {p: base_port + i if base_port else 0 for i, p in enumerate(order)}
+    running = start_all(host, ports, faults=faults, today=day)
+    for platform, config in faults.items():
+        typer.echo(f"  {platform.value} faults: {config}")
     typer.echo("Sandboxes running; point Omnify at them with:")
     for key, value in running.env_for().items():
         typer.echo(f"  export {key}={value}")

@@ -25,6 +25,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from omnify.jobs import broker_recovery as recovery
 from omnify.jobs import transport
 from omnify.jobs.base import OmnifyTask, add_context_headers
 from omnify.jobs.config import JobsSettings, get_jobs_settings
@@ -89,7 +90,8 @@ def transport_options(kind: str, jobs: JobsSettings) -> dict[str, Any]:
             "unacked_restore_throttle": 1,
         }
     if kind == "sqla":
-        return {"visibility_timeout": jobs.embedded_lease_seconds, "polling_interval": jobs.polling_interval}
+        return {"visibility_timeout": jobs.embedded_lease_seconds, "polling_interval": jobs.polling_interval,
+                "busy_timeout_ms": jobs.embedded_busy_timeout_ms}
     return {}
 
 
@@ -119,6 +121,7 @@ def build_config(settings: Settings, jobs: JobsSettings) -> dict[str, Any]:
         "broker_url": broker_transport_url(broker),
         "broker_transport_options": transport_options(kind, jobs),
         "broker_connection_retry_on_startup": True,
+        "task_publish_retry_policy": recovery.PUBLISH_RETRY_POLICY,
         "result_backend": resolve_result_backend(settings, broker),
         "result_expires": 24 * 3600,
         "task_ignore_result": True,
@@ -163,6 +166,24 @@ def create_celery_app(
 
 
 celery_app = create_celery_app()
+
+
+def configure_celery(settings: Settings, jobs: JobsSettings | None = None) -> None:
+    """Point this process's Celery app at ``settings`` (broker, results, beat file).
+
+    The app is built when :mod:`omnify.jobs` is first imported, from the environment as it
+    was then. ``omnify up --data-dir X`` learns its data directory only after that (the CLI
+    imports the jobs commands to mount them), so the API published to ``./.omnify/broker.db``
+    while the worker, started with ``OMNIFY_DATA_DIR=X``, read ``X/broker.db``: a requested
+    sync never ran (issue 14). Any connection pool built for the old URL is closed.
+    """
+    celery_app.conf.update(build_config(settings, jobs or get_jobs_settings()))
+    app: Any = celery_app
+    pool = app._pool
+    app._pool = None
+    app.amqp._producer_pool = None
+    if pool is not None:
+        pool.force_close_all()
 
 signals.before_task_publish.connect(add_context_headers, weak=False)
 

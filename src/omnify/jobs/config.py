@@ -48,6 +48,9 @@ class JobsSettings(BaseSettings):
     #: worker renews the lease every third of it, so a dead worker's message comes back
     #: after at most this many seconds while a long task is never handed out twice.
     embedded_lease_seconds: int = Field(60, ge=2)
+    #: Embedded broker: how long (ms) a statement waits for another process's write lock on
+    #: the broker file before it fails as a broker error (and is retried with backoff).
+    embedded_busy_timeout_ms: int = Field(30000, ge=100)
     #: Seconds between polls of virtual transports (embedded broker).
     polling_interval: float = Field(1.0, gt=0)
 
@@ -57,7 +60,9 @@ class JobsSettings(BaseSettings):
     worker_max_tasks_per_child: int = Field(1000, ge=1)
     #: Port of the worker's Prometheus endpoint; 0 disables it.
     metrics_port: int = Field(9808, ge=0, le=65535)
-    metrics_addr: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod/container
+    #: Loopback by default (a laptop's `omnify up` exposes nothing); the container image sets
+    #: 0.0.0.0 so Prometheus can scrape the worker from outside the pod.
+    metrics_addr: str = "127.0.0.1"
     queue_depth_interval: float = Field(15.0, gt=0)
 
     # Beat
@@ -66,6 +71,10 @@ class JobsSettings(BaseSettings):
     #: ``{"enabled": false}`` or ``null`` to drop an entry.
     beat_schedule: dict[str, Any] = Field(default_factory=dict)
     beat_schedule_file: Path | None = None
+    #: Task names the beat sends once as soon as it starts, then on their schedule. Empty in
+    #: production; ``omnify up`` sets the brain's sweep so a fresh demo has recommendations
+    #: within a minute instead of after the first hour (JSON list in the environment).
+    beat_run_at_start: list[str] = Field(default_factory=list)
 
     # Retention
     failure_retention_days: int = Field(30, ge=1)

@@ -1,9 +1,9 @@
 """The beat schedule: what runs periodically, overridable from settings.
 
-Entries are keyed by *task name*, not by import path, so the schedule can name tasks of
-domains that are not written yet (sync, brain, webhooks, ...). Beat runs with
-:class:`OmnifyScheduler`, which skips an entry whose task is not registered in this
-build (logging it once) instead of flooding the broker with messages no worker can run.
+Entries are keyed by *task name*, not by import path. Beat runs with
+:class:`OmnifyScheduler`, which refuses to start when an entry names a task that no
+module of this build registers: a schedule entry that silently never runs (an audit
+export, a backup check) is worse than a beat that does not start and says why.
 
 Override with ``OMNIFY_JOBS_BEAT_SCHEDULE`` (JSON), e.g.
 ``{"omnify.brain.run_due": {"every": 1800}, "omnify.audit.export": {"cron": "30 2 * * *"},
@@ -12,12 +12,14 @@ Override with ``OMNIFY_JOBS_BEAT_SCHEDULE`` (JSON), e.g.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from celery.beat import PersistentScheduler, ScheduleEntry
+from celery.beat import PersistentScheduler
 from celery.schedules import crontab
+
+from omnify.jobs import broker_recovery as recovery
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +48,10 @@ DEFAULT_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "omnify.auth.purge_expired": {"cron": "27 3 * * *"},
     # Audit log export to cold storage.
     "omnify.audit.export": {"cron": "45 2 * * *"},
+    # Automation rules whose slot is due (15 min, hourly, daily at each client's local time).
+    "omnify.rules.run_due": {"every": 60},
+    # Scheduled client reports (weekly/monthly PDFs at each client's local time).
+    "omnify.reports.send_due": {"every": 15 * 60},
     # Backup freshness check (alerts when the last base backup is too old).
     "omnify.backup.check": {"cron": "5 * * * *"},
 }
@@ -122,21 +128,67 @@ def build_beat_schedule(overrides: dict[str, Any] | None = None) -> dict[str, di
     return schedule
 
 
+def unregistered_tasks(app: Any, schedule: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Scheduled task names that no imported task module registers (after importing them all)."""
+    app.loader.import_default_modules()
+    entries = app.conf.beat_schedule if schedule is None else schedule
+    return sorted({entry["task"] for entry in entries.values()} - set(app.tasks))
+
+
 class OmnifyScheduler(PersistentScheduler):  # type: ignore[misc]
-    """Beat scheduler that tolerates entries for tasks this build does not have."""
+    """Beat scheduler that fails at start-up on a schedule entry with no task behind it."""
 
-    _warned: set[str]
+    def setup_schedule(self) -> None:
+        missing = unregistered_tasks(self.app)
+        if missing:
+            log.error("jobs.beat_tasks_not_registered", tasks=missing)
+            raise ScheduleError(
+                "the beat schedule names tasks no module defines: " + ", ".join(missing)
+                + " (fix the name, add the task, or disable it: OMNIFY_JOBS_BEAT_SCHEDULE='{\"<name>\": null}')")
+        super().setup_schedule()
+        self._due_at_start()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._warned = set()
-        super().__init__(*args, **kwargs)
+    def _due_at_start(self) -> None:
+        """Make the entries named in ``OMNIFY_JOBS_BEAT_RUN_AT_START`` due on the first tick.
 
-    def apply_async(
-        self, entry: ScheduleEntry, producer: Any = None, advance: bool = True, **kwargs: Any
-    ) -> Any:
-        if entry.task not in self.app.tasks:
-            if entry.task and entry.task not in self._warned:
-                self._warned.add(entry.task)
-                log.warning("jobs.beat_task_not_registered", task=entry.task, entry=entry.name)
-            return None
-        return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        Celery counts an interval from the moment beat first sees an entry, so an hourly
+        sweep first runs an hour after start: a fresh ``omnify up`` showed no brain output
+        for its first hour.
+        """
+        from omnify.jobs.config import get_jobs_settings
+
+        wanted = set(get_jobs_settings().beat_run_at_start)
+        unknown = wanted - {entry.task for entry in self.schedule.values()}
+        if unknown:
+            log.warning("jobs.beat_run_at_start_not_scheduled", tasks=sorted(unknown))
+        for entry in self.schedule.values():
+            if entry.task in wanted:
+                entry.last_run_at = datetime(2000, 1, 1, tzinfo=self.app.timezone)
+
+    def apply_entry(self, entry: Any, producer: Any = None) -> None:
+        """Publish a due entry; after a broker error, reconnect and publish it again.
+
+        Celery's own version logs the error with a traceback and keeps the producer, whose
+        entities stay bound to the dead channel: on the embedded broker every later publish
+        then failed with "channel disconnected" (issue 14). Here the producer and its
+        connection are dropped (rebuilt lazily, kombu's retry policy on the new one), and
+        the error costs one log line and one counter increment.
+        """
+        log.info("jobs.beat_sending", entry=entry.name, task=entry.task)
+        for attempt in (1, 2):
+            try:
+                self.apply_async(entry, producer=self.producer if attempt > 1 else producer, advance=False)
+                return
+            except Exception as exc:
+                recovery.note_broker_error("beat", exc)
+                self._drop_publisher()
+        log.error("jobs.beat_publish_failed", entry=entry.name, task=entry.task)
+
+    def _drop_publisher(self) -> None:
+        self.__dict__.pop("producer", None)
+        connection = self.__dict__.pop("connection", None)
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:  # already broken: nothing left to release
+                log.debug("jobs.beat_connection_release_failed")

@@ -24,6 +24,7 @@ Selected by :func:`omnify.jobs.celery_app.broker_transport_url`, which rewrites
 from __future__ import annotations
 
 import datetime
+import os
 import threading
 from json import dumps, loads
 from pathlib import Path
@@ -36,6 +37,10 @@ from kombu.transport import sqlalchemy as kombu_sqla
 from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import Engine, create_engine, delete, event, or_, text, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import sessionmaker
+
+from omnify.jobs import broker_recovery as recovery
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +60,7 @@ _OWN_OPTIONS = frozenset(
         "retry_errors",
         "polling_interval",
         "visibility_timeout",
+        "busy_timeout_ms",
     }
 )
 
@@ -83,8 +89,9 @@ class Channel(kombu_sqla.Channel):  # type: ignore[misc]
         conninfo: Any = self.connection.client
         engine_options = {k: v for k, v in conninfo.transport_options.items() if k not in _OWN_OPTIONS}
         url: str = str(conninfo.hostname)
+        busy_ms = int(conninfo.transport_options.get("busy_timeout_ms", recovery.SQLITE_BUSY_TIMEOUT_MS))
         if url.startswith("sqlite"):
-            engine_options.setdefault("connect_args", {"timeout": 30})
+            engine_options.setdefault("connect_args", {"timeout": busy_ms / 1000})
             database = make_url(url).database
             if database and database != ":memory:":
                 # The embedded default lives under OMNIFY_DATA_DIR, which may not exist yet.
@@ -94,22 +101,87 @@ class Channel(kombu_sqla.Channel):  # type: ignore[misc]
 
             @event.listens_for(engine, "connect")
             def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-                # WAL lets the API publish while a worker holds a read; the busy timeout
-                # turns brief write contention into a wait instead of an error.
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA busy_timeout=30000")
-                cur.close()
+                # The busy timeout turns brief write contention into a wait. The journal
+                # mode is not asked for here: switching it takes a lock, and several
+                # processes doing so at once failed with "locking protocol" (issue 14).
+                recovery.sqlite_connect_pragmas(dbapi_conn, busy_ms)
+
+            # WAL lets the API publish while a worker holds a read; set once, retried.
+            recovery.ensure_wal(engine, busy_ms)
 
         return engine
+
+    def _open(self) -> tuple[Engine, Any]:
+        """kombu's engine cache, with table creation that survives other processes racing it.
+
+        Several processes opening a fresh broker file (``omnify up``: API, worker, beat) all
+        run ``create_all``; the loser got "table ... already exists". Retried (tenacity),
+        the second look finds the tables.
+        """
+        conninfo: Any = self.connection.client
+        cached: tuple[Engine, Any] | None = self._engines.get(conninfo.hostname)
+        if cached is not None:
+            return cached
+        with kombu_sqla._MUTEX:  # type: ignore[attr-defined]
+            if conninfo.hostname not in self._engines:
+                engine = self._engine_from_config()
+                recovery.create_tables(engine, kombu_sqla.metadata)  # type: ignore[attr-defined]
+                self._engines[conninfo.hostname] = engine, sessionmaker(bind=engine)
+        result: tuple[Engine, Any] = self._engines[conninfo.hostname]
+        return result
 
     @property
     def _engine(self) -> Engine:
         engine: Engine = self._open()[0]
         return engine
 
+    # ---------------------------------------------------------------- session
+    def _reset_session(self) -> None:
+        """Forget a session an error left unusable; the next call opens a fresh one."""
+        session = self._session
+        self._session = None
+        if session is not None:
+            try:
+                session.rollback()
+                session.close()
+            except Exception:  # the connection is already gone: nothing to release
+                log.debug("jobs.broker_session_close_failed")
+
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        try:
+            super()._put(queue, payload, **kwargs)
+        except OperationalError:
+            self._reset_session()
+            raise
+
+    def _size(self, queue: str) -> int:
+        """Count ready messages, then end the read transaction.
+
+        The stock version leaves the session's transaction open, so the channel kept a
+        pooled connection checked out (and a WAL read snapshot) until it was used again;
+        the worker's queue-depth poller opened a channel every 15 s and leaked one such
+        connection each time, and a connection held open across ``fork()`` broke the child.
+        """
+        try:
+            size: int = super()._size(queue)
+            self.session.commit()
+            return size
+        except OperationalError:
+            self._reset_session()
+            raise
+
     # ---------------------------------------------------------------- consume
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
+        try:
+            return self._get_leased(queue)
+        except OperationalError as exc:
+            # One line and a counter; the consumer reconnects (kombu lists this error as a
+            # connection error) with Celery's own backoff.
+            recovery.note_broker_error("consumer", exc)
+            self._reset_session()
+            raise
+
+    def _get_leased(self, queue: str) -> dict[str, Any]:
         obj = self._get_or_create(queue)  # type: ignore[attr-defined]
         session: Any = self.session
         if session.bind.name == "sqlite":
@@ -218,10 +290,42 @@ class Channel(kombu_sqla.Channel):  # type: ignore[misc]
     def close(self) -> None:
         self._renewer_stop.set()
         super().close()
+        # kombu's channel never closes its session: its connection stayed checked out.
+        self._reset_session()
 
 
 class Transport(kombu_sqla.Transport):  # type: ignore[misc]
     Channel = Channel
+
+
+def _close_engines_before_fork() -> None:
+    """Close every idle broker connection before this process forks.
+
+    Why: a SQLite connection must never cross ``fork()``. SQLite keeps per-process lock and
+    shared-memory (WAL index) state for each open file; a child that inherits it (billiard
+    also closes the inherited descriptors) gets ``sqlite3.OperationalError: locking protocol``
+    on every later statement, for as long as it lives. That was the beat forked by
+    ``omnify worker --beat`` after the worker's queue-depth poller had opened the broker
+    (issue 14): no scheduled task was ever published. Closing the idle connections leaves the
+    engine usable; the next statement in either process opens a fresh connection.
+    """
+    for engine, _ in list(kombu_sqla.Channel._engines.values()):
+        if engine.dialect.name == "sqlite":
+            engine.dispose()
+
+
+def _forget_engines_in_child() -> None:
+    """In the child, drop (without closing) any connection still checked out in the parent."""
+    for engine, _ in list(kombu_sqla.Channel._engines.values()):
+        if engine.dialect.name == "sqlite":
+            engine.dispose(close=False)
+
+
+# Registered at import, i.e. before omnify.jobs.metrics registers its fork guard: "before"
+# hooks run in reverse order, so the guard is taken first (no queue-depth poll is holding a
+# connection) and the idle connections are closed after.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_close_engines_before_fork, after_in_child=_forget_engines_in_child)
 
 
 def register() -> None:

@@ -47,7 +47,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -234,6 +234,58 @@ def choose_base_backup(
         when = f" finished before {target_time.isoformat()}" if target_time else ""
         raise BackupError(f"no complete base backup{when}")
     return usable[-1]
+
+
+# ------------------------------------------------------------------------------- freshness
+class BackupStale(BackupError):
+    """The newest backup of some kind is older than allowed (or there is none)."""
+
+
+@dataclass(frozen=True)
+class Freshness:
+    kind: str  # base | wal | sqlite
+    newest: datetime | None
+    max_age: timedelta
+
+    def stale(self, now: datetime) -> bool:
+        return self.newest is None or now - self.newest > self.max_age
+
+    def describe(self, now: datetime) -> str:
+        if self.newest is None:
+            return f"no {self.kind} backup at all"
+        return f"newest {self.kind} backup is {(now - self.newest).total_seconds() / 3600:.1f} h old " \
+               f"(limit {self.max_age.total_seconds() / 3600:.1f} h)"
+
+
+def freshness(store: BackupStore, *, sqlite: bool, max_age: timedelta, wal_max_age: timedelta) -> list[Freshness]:
+    """When each kind of backup last completed, from the store itself (not from the jobs
+    that claim to have written it): a base or SQLite backup counts once its ``meta.json``
+    exists (written last), WAL by its newest archived segment."""
+    def newest(prefix: str, keep: Callable[[str], bool]) -> datetime | None:
+        times = [item.modified for item in store.list(prefix) if keep(item.key)]
+        return max(times) if times else None
+
+    if sqlite:
+        return [Freshness("sqlite", newest("sqlite/", lambda k: k.endswith("/" + META)), max_age)]
+    wal_segment = lambda k: bool(WAL_NAME.match(k.removeprefix("wal/").removesuffix(".enc")))  # noqa: E731
+    return [Freshness("base", newest("base/", lambda k: k.endswith("/" + META)), max_age),
+            Freshness("wal", newest("wal/", wal_segment), wal_max_age)]
+
+
+def check_freshness(store: BackupStore, *, sqlite: bool, max_age: timedelta, wal_max_age: timedelta,
+                    now: datetime | None = None) -> list[Freshness]:
+    """The hourly ``omnify.backup.check``: publish what was found, raise :class:`BackupStale`
+    when anything is too old (the task then fails and is dead-lettered, which pages through
+    OmnifyJobFailures even where no backup metric reaches Prometheus)."""
+    now = now or utc_now()
+    found = freshness(store, sqlite=sqlite, max_age=max_age, wal_max_age=wal_max_age)
+    for item in found:
+        if item.newest is not None and os.environ.get("OMNIFY_BACKUP_PUSHGATEWAY_URL"):
+            record_success(item.kind, item.newest)
+    stale = [item.describe(now) for item in found if item.stale(now)]
+    if stale:
+        raise BackupStale(f"backups in {store.url} are stale: " + "; ".join(stale))
+    return found
 
 
 # ---------------------------------------------------------------------------- PostgreSQL: take
@@ -493,6 +545,15 @@ def sqlite_path_from_settings() -> Path:
     return Path(url.split(":///", 1)[1])
 
 
+def _sqlite_count_sql(table_name: str) -> str:
+    """``SELECT count(*)`` of one table, the name quoted by SQLAlchemy's SQLite dialect: table
+    names come from the snapshot's catalog, so they are data, never pasted into SQL by hand."""
+    from sqlalchemy import func, select, table
+    from sqlalchemy.dialects import sqlite
+
+    return str(select(func.count()).select_from(table(table_name)).compile(dialect=sqlite.dialect()))
+
+
 def backup_sqlite(store: BackupStore, db_path: Path, keys: KeyRing, now: datetime | None = None) -> dict[str, Any]:
     """Consistent snapshot through sqlite3's online backup API, integrity-checked before upload."""
     if not db_path.is_file():
@@ -507,7 +568,7 @@ def backup_sqlite(store: BackupStore, db_path: Path, keys: KeyRing, now: datetim
                 src.backup(dst, pages=1024)
             check = dst.execute("PRAGMA integrity_check").fetchone()
             tables = [r[0] for r in dst.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-            counts = {t: dst.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}  # noqa: S608
+            counts = {t: dst.execute(_sqlite_count_sql(t)).fetchone()[0] for t in tables}
         finally:
             src.close()
             dst.close()
@@ -696,6 +757,7 @@ def verify_cluster(cluster: ScratchCluster, dbname: str) -> tuple[dict[str, int]
     """Integrity checks on the restored cluster: B-tree and heap checks (pg_amcheck), exact row
     counts of every user table, and the audit hash chain when Omnify's schema is present."""
     import psycopg
+    from psycopg import sql
 
     checks: dict[str, str] = {}
     user_dsn = cluster.dsn.rsplit("/", 1)[0] + f"/{dbname}"
@@ -716,12 +778,13 @@ def verify_cluster(cluster: ScratchCluster, dbname: str) -> tuple[dict[str, int]
     counts: dict[str, int] = {}
     with psycopg.connect(user_dsn, connect_timeout=10) as conn:
         tables = conn.execute(
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename), schemaname, tablename FROM pg_tables "
             "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
         ).fetchall()
-        for (table,) in tables:
-            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 - quote_ident'ed names
-            counts[str(table)] = int(row[0]) if row else 0
+        for label, schema, name in tables:
+            query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(str(schema), str(name)))
+            row = conn.execute(query).fetchone()
+            counts[str(label)] = int(row[0]) if row else 0
         has_audit = conn.execute("SELECT to_regclass('public.audit_log') IS NOT NULL").fetchone()
     if has_audit and has_audit[0]:
         url = f"postgresql+asyncpg://{user_dsn.split('//', 1)[1]}"

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from tests.conftest import is_postgres
+from tests.servers import clean_env, omnify_up, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -23,44 +19,14 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_up_serves_seeds_and_runs_jobs(tmp_path: Path) -> None:
     from omnify.jobs.testing_tasks import effects, test_metadata
 
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIFY_")}
-    env.update(OMNIFY_DATA_DIR=str(tmp_path), OMNIFY_JOBS_TEST_TASKS="1", OMNIFY_LOG_LEVEL="WARNING")
-    log = (tmp_path / "up.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "omnify.cli", "up", "--port", str(port)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        def ready() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        _wait(ready, 90, "/readyz")
-        creds = json.loads((tmp_path / "demo-credentials.json").read_text())
-        login = httpx.post(f"http://127.0.0.1:{port}/api/v1/auth/login", json=creds, timeout=10)
-        assert login.status_code == 200, login.text
+    env = {"OMNIFY_JOBS_TEST_TASKS": "1", "OMNIFY_LOG_LEVEL": "WARNING"}
+    with omnify_up(tmp_path, env) as up:  # generous readiness wait: seeding under coverage on a busy runner
         # The demo organization shows connected sandbox accounts and synced numbers.
-        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        base = f"http://127.0.0.1:{port}/api/v1"
+        auth = up.demo_login()
+        base = up.api
         org_id = httpx.get(f"{base}/me", headers=auth, timeout=10).json()["memberships"][0]["org_id"]
         clients = httpx.get(f"{base}/orgs/{org_id}/clients", headers=auth, timeout=10).json()["items"]
         assert len(clients) >= 2
@@ -76,22 +42,15 @@ def test_up_serves_seeds_and_runs_jobs(tmp_path: Path) -> None:
         sent = subprocess.run(
             [sys.executable, "-c", "from omnify.jobs.celery_app import celery_app as c; "
              "print(c.send_task('omnify.jobs.testing.record_effect', args=['up-e2e']).id)"],
-            env=env, capture_output=True, text=True, timeout=60)
+            env=clean_env(OMNIFY_DATA_DIR=str(tmp_path), **env), capture_output=True, text=True, timeout=60)
         assert sent.returncode == 0, sent.stderr
 
         def effect_done() -> bool:
             with engine.connect() as conn:
                 return conn.execute(select(effects.c.key).where(effects.c.key == "up-e2e")).first() is not None
 
-        _wait(effect_done, 90, "the worker started by `omnify up` to run the task")
+        wait_for(effect_done, 90, "the worker started by `omnify up` to run the task", proc=up.proc, log=up.log)
         engine.dispose()
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
-    output = (tmp_path / "up.log").read_text(errors="replace")
+    output = up.output()
     assert "Worker:" in output and "password=" in output
-    assert "7 sandbox connections" in output, output[-2000:]
+    assert "8 sandbox connections" in output, output[-2000:]

@@ -253,3 +253,25 @@ def metric_value(port: int, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return 0.0
+
+
+@contextlib.contextmanager
+def running_worker(tmp: Path, broker: str = "sqlite", broker_url: str | None = None) -> Iterator[tuple[
+        JobsEnv, Any, Engine, WorkerProcess, int]]:
+    """A scratch database, a Celery app and a real worker process with its metrics port:
+    ``(env, app, engine, worker, metrics port)``; all stopped and cleaned afterwards."""
+    from omnify.jobs.celery_app import create_celery_app
+
+    with scratch_database(tmp) as db_url:
+        env = JobsEnv(broker, broker_url, db_url, tmp / "data", f"omnify-test-{uuid.uuid4().hex[:8]}")
+        engine = env.engine()
+        create_job_tables(engine)
+        app = create_celery_app(env.settings(), env.jobs_settings())
+        port = free_port()
+        worker = WorkerProcess(env, queue=env.queue, log_path=tmp / "worker.log", metrics_port=port).start()
+        try:
+            yield env, app, engine, worker, port
+        finally:
+            worker.stop()
+            app.close()
+            engine.dispose()

@@ -19,14 +19,35 @@ async def test_healthz(make_client) -> None:
     assert resp.headers["Cache-Control"] == "no-store"
 
 
-async def test_readyz_ok_with_database_only(make_client) -> None:
+def _migrated(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from omnify.core import migrate
+    from tests.unit.core_http.conftest import http_settings
+
+    migrate.upgrade(http_settings(tmp_path))
+
+
+async def test_readyz_ok_with_database_only(make_client, tmp_path) -> None:
+    _migrated(tmp_path)
     _, client = await make_client()
     resp = await client.get("/readyz")
     assert resp.status_code == 200
-    assert resp.json() == {"status": "ok", "checks": {"database": "ok"}}
+    assert resp.json() == {"status": "ok", "checks": {"database": "ok", "migrations": "ok"}}
 
 
-async def test_readyz_503_names_unreachable_redis(make_client) -> None:
+async def test_readyz_503_on_an_unmigrated_database_names_the_command(make_client, tmp_path) -> None:
+    """`omnify serve` on an empty database answered /readyz 200 and every login 500 (issue 14)."""
+    _, client = await make_client(database_url=f"sqlite+aiosqlite:///{tmp_path}/empty.db")
+    resp = await client.get("/readyz")
+    assert resp.status_code == 503
+    assert resp.headers["content-type"] == "application/problem+json"
+    body = resp.json()
+    assert body["failing"] == ["migrations"]
+    assert body["checks"] == {"database": "ok", "migrations": "error: migrations pending"}
+    assert body["detail"] == "Database migrations pending: run `omnify migrate up`."
+
+
+async def test_readyz_503_names_unreachable_redis(make_client, tmp_path) -> None:
+    _migrated(tmp_path)
     _, client = await make_client(redis_url=f"redis://127.0.0.1:{_closed_port()}/0")
     resp = await client.get("/readyz")
     assert resp.status_code == 503
@@ -46,4 +67,24 @@ async def test_readyz_503_names_unreachable_database(make_client, tmp_path) -> N
     _, client = await make_client(database_url=url)
     resp = await client.get("/readyz")
     assert resp.status_code == 503
-    assert resp.json()["failing"] == ["database"]
+    assert resp.json()["failing"] == ["database", "migrations"]
+
+
+async def test_readyz_503_names_an_unreachable_broker(make_client, tmp_path) -> None:
+    """The k8s manifest promises readiness waits for the broker too."""
+    _migrated(tmp_path)
+    _, client = await make_client(broker_url=f"redis://127.0.0.1:{_closed_port()}/0")
+    resp = await client.get("/readyz")
+    assert resp.status_code == 503
+    body = resp.json()
+    assert body["failing"] == ["broker"]
+    assert body["checks"]["broker"].startswith("error: ")
+    assert "127.0.0.1" not in resp.text
+
+
+async def test_readyz_checks_a_reachable_broker(make_client, tmp_path) -> None:
+    _migrated(tmp_path)
+    _, client = await make_client(broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}")
+    resp = await client.get("/readyz")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["checks"]["broker"] == "ok"

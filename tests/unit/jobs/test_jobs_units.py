@@ -244,19 +244,28 @@ def test_schedule_errors_are_clear(override: dict[str, Any]) -> None:
         build_beat_schedule(override)
 
 
-def test_scheduler_skips_tasks_this_build_lacks(app: Celery, tmp_path: Path) -> None:
+def test_scheduler_refuses_to_start_with_a_task_this_build_lacks(app: Celery, tmp_path: Path) -> None:
     @app.task(name="unit.known")
     def known() -> None:
         return None
 
-    scheduler = OmnifyScheduler(app=app, schedule_filename=str(tmp_path / "beat"), lazy=True)
-    missing = ScheduleEntry(name="m", task="omnify.not.written.yet", schedule=crontab(), app=app)
-    with structlog.testing.capture_logs() as logs:
-        assert scheduler.apply_async(missing) is None
-        assert scheduler.apply_async(missing) is None
-    assert [e["event"] for e in logs] == ["jobs.beat_task_not_registered"]  # warned once
+    app.conf.beat_schedule = {"k": {"task": "unit.known", "schedule": crontab()},
+                              "m": {"task": "omnify.not.written.yet", "schedule": crontab()}}
+    with pytest.raises(ScheduleError, match=r"omnify\.not\.written\.yet"):
+        OmnifyScheduler(app=app, schedule_filename=str(tmp_path / "beat"))
+    app.conf.beat_schedule = {"k": {"task": "unit.known", "schedule": crontab()}}
+    scheduler = OmnifyScheduler(app=app, schedule_filename=str(tmp_path / "beat-ok"))
     present = ScheduleEntry(name="k", task="unit.known", schedule=crontab(), app=app)
     assert scheduler.apply_async(present, advance=False) is not None
+
+
+def test_every_default_scheduled_task_resolves_to_a_task() -> None:
+    """Issue 14 item 3: each name in the beat schedule is a task some module defines."""
+    from omnify.jobs.celery_app import celery_app
+    from omnify.jobs.schedule import unregistered_tasks
+
+    assert set(celery_app.conf.beat_schedule) == set(DEFAULT_BEAT_SCHEDULE)
+    assert unregistered_tasks(celery_app) == []
 
 
 # --------------------------------------------------------------------------- metrics

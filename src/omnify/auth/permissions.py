@@ -31,6 +31,7 @@ class Permission(enum.StrEnum):
     RECOMMENDATIONS_READ = "recommendations:read"
     ACTIONS_APPLY = "actions:apply"
     ACTIONS_APPROVE = "actions:approve"
+    RULES_MANAGE = "rules:manage"
 
 
 _VIEWER = {
@@ -45,6 +46,7 @@ _MEMBER = _VIEWER | {
     Permission.CREDENTIALS_WRITE,
     Permission.CONNECTIONS_MANAGE,
     Permission.ACTIONS_APPLY,
+    Permission.RULES_MANAGE,
 }
 _ADMIN = _MEMBER | {
     Permission.ORG_UPDATE,

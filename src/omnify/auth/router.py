@@ -99,11 +99,7 @@ async def me(session: SessionDep, user: CurrentUser) -> MeOut:
 
 @router.patch("/me", response_model=MeOut)
 async def update_me(body: MeUpdateIn, session: SessionDep, user: CurrentUser) -> MeOut:
-    if body.name is not None:
-        user.name = body.name
-    if body.email_opt_out_digest is not None:
-        user.email_opt_out_digest = body.email_opt_out_digest
-    await session.commit()
+    await service.update_profile(session, user, name=body.name, email_opt_out_digest=body.email_opt_out_digest)
     return await _me(session, user)
 
 

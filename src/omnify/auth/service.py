@@ -1,21 +1,22 @@
-"""Registration, login with brute-force lockout, rotating refresh tokens, passwords."""
+"""Registration, login with brute-force throttling, rotating refresh tokens, passwords."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnify.audit import service as audit
-from omnify.auth import repository
+from omnify.auth import repository, throttle
 from omnify.auth.models import RefreshToken, User
 from omnify.auth.schemas import TokenOut
 from omnify.core.context import Actor
-from omnify.core.db import bind_tenant, utcnow
-from omnify.core.errors import BadRequest, Conflict, RateLimited, Unauthorized, UnprocessableEntity
+from omnify.core.db import Database, bind_tenant, utcnow
+from omnify.core.errors import BadRequest, Conflict, Unauthorized, UnprocessableEntity
+from omnify.core.secrets import keyring_cache
 from omnify.core.security import (
     InvalidToken,
     create_access_token,
@@ -86,6 +87,20 @@ async def register(
     session: AsyncSession, settings: Settings, actor: Actor, *, email: str, password: str, name: str,
     organization_name: str,
 ) -> Registration:
+    user, org = await create_account(session, settings, actor, email=email, password=password, name=name,
+                                     organization_name=organization_name)
+    assert org is not None
+    tokens = await issue_tokens(session, settings, user, actor)
+    await session.commit()
+    return Registration(user=user, org=org, tokens=tokens)
+
+
+async def create_account(
+    session: AsyncSession, settings: Settings, actor: Actor, *, email: str, password: str, name: str,
+    organization_name: str | None,
+) -> tuple[User, Organization | None]:
+    """A new user owning a new organization (none when joining by invitation), flushed;
+    the caller signs in and commits (API tokens, or a browser session for the web app)."""
     email = email.lower()
     check_password_policy(settings, password, email=email, name=name)
     if await repository.get_user_by_email(session, email):
@@ -99,10 +114,10 @@ async def register(
         await session.rollback()
         raise Conflict("An account with this e-mail already exists; log in instead.", code="email-taken") from exc
     user_actor = Actor("user", str(user.id), email, actor.ip, actor.user_agent, actor.request_id)
+    if organization_name is None:
+        return user, None
     org = await org_service.create_org(session, user, organization_name, user_actor)
-    tokens = await issue_tokens(session, settings, user, actor)
-    await session.commit()
-    return Registration(user=user, org=org, tokens=tokens)
+    return user, org
 
 
 async def _audit_everywhere(session: AsyncSession, user: User, actor: Actor, action: str) -> None:
@@ -113,37 +128,39 @@ async def _audit_everywhere(session: AsyncSession, user: User, actor: Actor, act
 
 
 async def login(session: AsyncSession, settings: Settings, actor: Actor, *, email: str, password: str) -> TokenOut:
+    user = await authenticate(session, settings, actor, email=email, password=password)
+    tokens = await issue_tokens(session, settings, user, actor)
+    await session.commit()
+    return tokens
+
+
+async def authenticate(session: AsyncSession, settings: Settings, actor: Actor, *, email: str,
+                       password: str) -> User:
+    """Check the password (throttle, audit) and return the user; the caller signs them in
+    (API tokens or a browser session) and commits.
+
+    An unknown e-mail and a wrong password are indistinguishable from outside: the same
+    401, the same throttle (auth/throttle.py), a password hash verified either way.
+    """
     email = email.lower()
-    user = await repository.get_user_by_email(session, email)
     now = utcnow()
-    if user and user.locked_until and user.locked_until > now:
-        retry = int((user.locked_until - now).total_seconds()) + 1
-        raise RateLimited(
-            "Too many failed logins; this account is locked for a while.",
-            code="account-locked",
-            headers={"Retry-After": str(retry)},
-            retry_after=retry,
-        )
+    keys = throttle.keys_for(settings, email, actor.ip)
+    await throttle.check(session, settings, keys, now)
+    user = await repository.get_user_by_email(session, email)
     if not verify_password(password, user.password_hash if user else None) or user is None or not user.is_active:
+        await throttle.failed(session, settings, keys, now)
         if user is not None:
-            user.failed_logins += 1
-            if user.failed_logins >= settings.login_max_failures:
-                user.locked_until = now + timedelta(seconds=settings.login_lockout_seconds)
-                user.failed_logins = 0
             failed_actor = Actor("user", str(user.id), email, actor.ip, actor.user_agent, actor.request_id)
             await _audit_everywhere(session, user, failed_actor, "auth.login_failed")
-            await session.commit()
+        await session.commit()
         raise Unauthorized("E-mail or password is wrong.", code="invalid-credentials")
-    user.failed_logins = 0
-    user.locked_until = None
+    await throttle.succeeded(session, keys, now)
     user.last_login_at = now
     if password_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     user_actor = Actor("user", str(user.id), email, actor.ip, actor.user_agent, actor.request_id)
     await _audit_everywhere(session, user, user_actor, "auth.login")
-    tokens = await issue_tokens(session, settings, user, actor)
-    await session.commit()
-    return tokens
+    return user
 
 
 async def refresh(session: AsyncSession, settings: Settings, actor: Actor, token: str) -> TokenOut:
@@ -212,8 +229,9 @@ async def request_password_reset(session: AsyncSession, settings: Settings, emai
     token, expires = create_reset_token(settings, user.id, user.password_hash)
     await notifications.queue_email(
         session, to=user.email, template="password_reset",
-        context={"name": user.name, "reset_url": f"{settings.public_base_url}/reset-password?token={token}",
-                 "expires_at": expires.isoformat(), "token": token},
+        context={"name": user.name, "expires_at": expires.isoformat()},
+        secrets={"reset_url": f"{settings.public_base_url}/reset-password?token={token}", "token": token},
+        keyring=await keyring_cache(settings).get(),
     )
     await session.commit()
 
@@ -232,8 +250,7 @@ async def reset_password(session: AsyncSession, settings: Settings, actor: Actor
     user.password_hash = hash_password(new)
     user.password_changed_at = now
     user.session_version += 1
-    user.failed_logins = 0
-    user.locked_until = None
+    await throttle.forget(session, settings, user.email, now)
     await repository.revoke_all_for_user(session, user.id, now)
     user_actor = Actor("user", str(user.id), user.email, actor.ip, actor.user_agent, actor.request_id)
     await _audit_everywhere(session, user, user_actor, "auth.password_reset")
@@ -247,3 +264,52 @@ async def memberships(session: AsyncSession, user: User) -> list[tuple[uuid.UUID
 
 async def get_org_or_none(session: AsyncSession, org_id: uuid.UUID) -> Organization | None:
     return await org_repo.get_org(session, org_id)
+
+
+async def update_profile(session: AsyncSession, user: User, *, name: str | None = None,
+                         email_opt_out_digest: bool | None = None) -> User:
+    """The user's own settings (name, weekly digest opt-out). Commits."""
+    if name is not None:
+        user.name = name
+    if email_opt_out_digest is not None:
+        user.email_opt_out_digest = email_opt_out_digest
+    await session.commit()
+    return user
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    refresh_tokens: int
+    browser_sessions: int
+    login_throttles: int
+    invitations: int
+    links_redacted: int
+
+
+async def purge_expired(db: Database, settings: Settings, now: datetime | None = None) -> PurgeReport:
+    """The nightly ``omnify.auth.purge_expired``: sign-in material nobody can use any more.
+
+    Expired refresh tokens and browser sessions (revoked ones a day after revocation),
+    idle login-throttle rows, invitations expired past their grace period (per
+    organization, with its tenant bound, so it works under row-level security), and the
+    reset and invitation links left in e-mails of the outbox once they have expired.
+    """
+    now = now or utcnow()
+    async with db.sessionmaker() as session:
+        tokens = await repository.purge_refresh_tokens(session, now)
+        browsers = await repository.purge_browser_sessions(session, now, now - timedelta(days=1))
+        throttles = await repository.purge_throttles(
+            session, now - timedelta(seconds=settings.login_lockout_seconds), now)
+        links = await notifications.redact_expired_links(session, {
+            "password_reset": now - timedelta(seconds=settings.password_reset_ttl_seconds),
+            "invitation": now - timedelta(seconds=settings.invitation_ttl_seconds),
+        }, lookback=timedelta(days=90))
+        await session.commit()
+        org_ids = await audit.org_ids(session)
+    invitations = 0
+    for org_id in org_ids:
+        async with db.sessionmaker() as session:
+            await bind_tenant(session, org_id)
+            invitations += await org_service.purge_expired_invitations(session, org_id, now)
+            await session.commit()
+    return PurgeReport(tokens, browsers, throttles, invitations, links)

@@ -105,17 +105,6 @@ async def test_password_change_invalidates_old_tokens(client: httpx.AsyncClient)
     assert old_login.status_code == 401
 
 
-async def test_brute_force_lockout(client: httpx.AsyncClient, settings) -> None:  # type: ignore[no-untyped-def]
-    acct = await register(client)
-    for _ in range(settings.login_max_failures):
-        r = await client.post("/api/v1/auth/login", json={"email": acct.email, "password": "wrong-wrong-wrong"})
-        assert r.status_code == 401
-    locked = await client.post("/api/v1/auth/login", json={"email": acct.email, "password": acct.password})
-    assert locked.status_code == 429
-    assert int(locked.headers["Retry-After"]) > 0
-    assert locked.json()["type"].endswith("account-locked")
-
-
 async def test_malformed_json_wrong_types_and_unknown_route(client: httpx.AsyncClient) -> None:
     resp = await client.post("/api/v1/auth/login", content=b'{"email": ', headers={"Content-Type": "application/json"})
     assert resp.status_code == 400

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import json
+
 import httpx
 from sqlalchemy import select
 
 from omnify.core.db import Database
 from omnify.notifications.models import EmailOutbox
-from tests.factories import register, unique_email
+from omnify.settings import Settings
+from tests.factories import delivered_text, link_token, link_url, register, unique_email
 
 
 async def _reset_mail(owner_database: Database, email: str) -> list[EmailOutbox]:
@@ -15,7 +18,7 @@ async def _reset_mail(owner_database: Database, email: str) -> list[EmailOutbox]
         return list(rows.all())
 
 
-async def test_password_reset_flow(client: httpx.AsyncClient, owner_database: Database) -> None:
+async def test_password_reset_flow(client: httpx.AsyncClient, owner_database: Database, settings: Settings) -> None:
     acct = await register(client)
     unknown = await client.post("/api/v1/auth/password-reset/request", json={"email": unique_email()})
     known = await client.post("/api/v1/auth/password-reset/request", json={"email": acct.email})
@@ -25,8 +28,11 @@ async def test_password_reset_flow(client: httpx.AsyncClient, owner_database: Da
 
     mails = await _reset_mail(owner_database, acct.email)
     assert len(mails) == 1
-    token = mails[0].context["token"]
-    assert mails[0].context["reset_url"].endswith(token)
+    stored = json.dumps(mails[0].context)
+    body = await delivered_text(settings, mails[0])
+    token = link_token(body)
+    assert link_url(body).startswith(f"{settings.public_base_url}/reset-password?token=")
+    assert token not in stored and "token=" not in stored  # no bearer secret at rest in the outbox
 
     weak = await client.post("/api/v1/auth/password-reset", json={"token": token, "new_password": "password"})
     assert weak.status_code == 422

@@ -1,0 +1,19 @@
+"""Page routers, in the order they are mounted."""
+
+from __future__ import annotations
+
+from omnify.web.views import (
+    account,
+    audit,
+    clients,
+    connections,
+    dashboard,
+    onboarding,
+    orgs,
+    recommendations,
+    rules,
+    settings,
+)
+
+ROUTERS = [account.router, orgs.router, clients.router, dashboard.router, connections.router, onboarding.router,
+           settings.router, rules.router, audit.router, recommendations.router]

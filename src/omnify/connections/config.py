@@ -14,12 +14,13 @@ from omnify.settings import Settings
 
 #: How long before its access token expires a connection is refreshed, per platform.
 #: Meta's long-lived tokens last ~60 days and can only be renewed while still valid, so a
-#: generous week; Google access tokens live an hour; TikTok's a day. Shopify's offline
-#: tokens do not expire.
+#: generous week; Google access tokens live an hour; TikTok's a day; LinkedIn's 60 days (a
+#: week ahead, like Meta). Shopify's offline tokens do not expire.
 DEFAULT_REFRESH_WINDOWS: dict[str, float] = {
     "meta_ads": 7 * 86400.0,
     "google_ads": 15 * 60.0,
     "tiktok_ads": 2 * 3600.0,
+    "linkedin_ads": 7 * 86400.0,
 }
 
 

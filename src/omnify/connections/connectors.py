@@ -10,7 +10,6 @@ An app (or a test) overrides the factory with ``app.state.connector_factory``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +18,10 @@ from pydantic import SecretStr
 from omnify.connections.config import knob
 from omnify.core.errors import UnprocessableEntity
 from omnify.integrations.base import AdConnector, Platform, TokenSet
-from omnify.integrations.http import CircuitBreakers, HttpObserver, RetryPolicy
+from omnify.integrations.http import CircuitBreakers, HttpObserver, RetryPolicy, TokenCallback
 from omnify.integrations.shopify.client import ShopifyConnector, ShopifySettings
 from omnify.settings import Settings
 
-TokenCallback = Callable[[TokenSet], Awaitable[None] | None]
 AnyConnector = AdConnector | ShopifyConnector
 
 
@@ -44,6 +42,17 @@ def retry_policy_from(settings: Settings) -> RetryPolicy:
     )
 
 
+def linkedin_config(settings: Settings, *, client_secret: str | None = None) -> Any:
+    """The LinkedIn connector's configuration from settings (the API version is the pin unless
+    a deployment overrides it: see the settings' ``_pinned_api_versions``)."""
+    from omnify.integrations.linkedin import LinkedInConfig
+
+    return LinkedInConfig(client_id=settings.linkedin_client_id or "",
+                          client_secret=client_secret or _secret(settings.linkedin_client_secret),
+                          api_url=settings.linkedin_api_url, oauth_url=settings.linkedin_oauth_url,
+                          api_version=settings.linkedin_api_version)
+
+
 @dataclass
 class ConnectorFactory:
     settings: Settings
@@ -61,14 +70,7 @@ class ConnectorFactory:
     # -- app configuration --------------------------------------------------------
     def check_configured(self, platform: Platform) -> None:
         """Refuse to start a flow the platform would reject for lack of our app's identity."""
-        s = self.settings
-        missing = {
-            Platform.META_ADS: not (s.meta_app_id and s.meta_app_secret),
-            Platform.GOOGLE_ADS: not (s.google_client_id and s.google_client_secret and s.google_developer_token),
-            Platform.TIKTOK_ADS: not (s.tiktok_app_id and s.tiktok_app_secret),
-            Platform.SHOPIFY: not (s.shopify_api_key and s.shopify_api_secret),
-        }[platform]
-        if missing:
+        if platform.value in self.settings.missing_platform_settings():
             raise PlatformNotConfigured(
                 f"{platform.value} is not configured on this Omnify instance (its app id and secret are missing); "
                 "an operator must set them.")
@@ -102,6 +104,10 @@ class ConnectorFactory:
             return TikTokConnector(TikTokSettings(app_id=s.tiktok_app_id or "", secret=_secret(s.tiktok_app_secret),
                                                   base_url=s.tiktok_base_url, auth_url=s.tiktok_auth_url),
                                    tokens, on_tokens=on_tokens, **self._common())
+        if platform == Platform.LINKEDIN_ADS:
+            from omnify.integrations.linkedin import LinkedInAdsConnector
+
+            return LinkedInAdsConnector(linkedin_config(s), tokens, on_tokens=on_tokens, **self._common())
         raise ValueError(f"{platform.value} is not an ad platform")
 
     def shopify(self, shop: str, tokens: TokenSet | None = None) -> ShopifyConnector:

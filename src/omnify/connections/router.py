@@ -25,6 +25,7 @@ from omnify.connections.schemas import (
     ConnectionOut,
     ConnectionTestOut,
 )
+from omnify.core.browser import prefers_html
 from omnify.core.deps import SessionDep, SettingsDep, request_meta
 from omnify.core.errors import Forbidden
 from omnify.credentials.platforms import Platform as CredentialPlatform
@@ -93,10 +94,11 @@ async def authorize(
 ) -> Response:
     """Start connecting: answers 302 to the platform with a signed, expiring state (and PKCE
     for Google). The platform sends the browser back to the callback route."""
-    if ctx.principal.user is None:
+    user_id = ctx.principal.user_id
+    if user_id is None:
         raise Forbidden("Connecting a platform needs a user session, not an API key.", code="user-required")
     url = await service.start_authorization(ctx.session, settings, factory, ctx.org_id, ctx.actor,
-                                            ctx.principal.user.id, client_id, _platform(platform), shop=shop)
+                                            user_id, client_id, _platform(platform), shop=shop)
     return RedirectResponse(url, status_code=status.HTTP_302_FOUND, headers={"Cache-Control": "no-store"})
 
 
@@ -105,9 +107,14 @@ async def authorize(
 async def callback(platform: CredentialPlatform, request: Request, session: SessionDep, settings: SettingsDep,
                    factory: Factory) -> Any:
     """Where the platform sends the user back. Verifies the state, exchanges the code, stores
-    the tokens encrypted and answers with the connection and the accounts to pick from."""
+    the tokens encrypted and answers with the connection and the accounts to pick from (a
+    browser navigating here is sent on to the web app's page for the connection)."""
     conn = await service.complete_authorization(session, settings, factory, _platform(platform),
                                                 request.query_params.multi_items(), request_meta(request))
+    if prefers_html(request):  # a person's browser: on to the page that picks accounts and shows the backfill
+        return RedirectResponse(f"/orgs/{conn.org_id}/clients/{conn.client_id}/connections/{platform.value}"
+                                "/connected", status_code=status.HTTP_303_SEE_OTHER,
+                                headers={"Cache-Control": "no-store"})
     return JSONResponse(connection_out(conn), headers={"Cache-Control": "no-store"})
 
 

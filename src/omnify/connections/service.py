@@ -49,6 +49,7 @@ from omnify.core.pagination import PageParams
 from omnify.core.security import sha256_hex
 from omnify.credentials import service as credentials
 from omnify.credentials.keys import keyrings_for
+from omnify.credentials.platforms import PLATFORMS
 from omnify.credentials.platforms import Platform as CredentialPlatform
 from omnify.credentials.schemas import CredentialIn
 from omnify.events import service as events
@@ -96,9 +97,12 @@ class NotConnected(NotFound):
 
 
 # ------------------------------------------------------------------------------ helpers
-def _platform_label(platform: str) -> str:
-    return {"meta_ads": "Meta Ads", "google_ads": "Google Ads", "tiktok_ads": "TikTok Ads",
-            "shopify": "Shopify"}.get(platform, platform)
+def platform_label(platform: str) -> str:
+    """"LinkedIn Ads" for ``linkedin_ads`` (the credential table names every platform once)."""
+    try:
+        return PLATFORMS[CredentialPlatform(platform)].label
+    except ValueError:
+        return platform
 
 
 def redirect_uri(settings: Settings, platform: Platform) -> str:
@@ -153,7 +157,9 @@ def _credential_in(factory: ConnectorFactory, platform: Platform, tokens: TokenS
             raise AuthorizationFailed("Google granted no offline access (refresh token); authorize again.")
         secrets["refresh_token"] = tokens.refresh_token
         secrets["developer_token"] = factory.google_developer_token
-    elif platform == Platform.TIKTOK_ADS:
+    elif platform in (Platform.TIKTOK_ADS, Platform.LINKEDIN_ADS):
+        # With a refresh token the credential lives as long as it does (LinkedIn: a year
+        # from the first grant, however often the access token is refreshed).
         if tokens.refresh_token:
             secrets["refresh_token"] = tokens.refresh_token
             raw = tokens.extra.get("refresh_token_expires_at")
@@ -187,7 +193,7 @@ async def get_connection(session: AsyncSession, org_id: uuid.UUID, client_id: uu
     await clients.get_client(session, org_id, client_id)
     conn = await repository.get(session, org_id, client_id, platform.value)
     if conn is None:
-        raise NotConnected(f"{_platform_label(platform.value)} is not connected for this client.")
+        raise NotConnected(f"{platform_label(platform.value)} is not connected for this client.")
     return conn
 
 
@@ -755,7 +761,7 @@ async def disconnect(
     """
     conn = await get_connection(session, org_id, client_id, platform)
     if conn.status == ConnectionStatus.DISCONNECTED.value:
-        raise NotConnected(f"{_platform_label(platform.value)} is already disconnected.")
+        raise NotConnected(f"{platform_label(platform.value)} is already disconnected.")
     conn_id = conn.id
     revoked, revoke_error = False, None
     try:

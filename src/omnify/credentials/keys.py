@@ -21,13 +21,11 @@ wrapped again (:func:`omnify.core.crypto.rewrap`).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import anyio.to_thread
 import structlog
@@ -37,37 +35,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from omnify.core.crypto import CryptoError, EncryptedBlob, needs_rewrap
 from omnify.core.crypto import rewrap as rewrap_blob
 from omnify.core.db import Database, bind_tenant
-from omnify.core.secrets import KeyRing, KeyRingCache, MasterKeyBackend, backend_from_settings
+from omnify.core.secrets import (
+    KEY_RING_TTL_SECONDS,
+    KeyRing,
+    KeyRingCache,
+    MasterKeyBackend,
+    backend_from_settings,
+    keyring_cache,
+)
 from omnify.credentials import repository
 from omnify.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 #: How long a process trusts its cached ring; also the wait before retiring a key.
-RING_TTL_SECONDS = 300.0
+RING_TTL_SECONDS = KEY_RING_TTL_SECONDS
 _KEY_ID_TIME = re.compile(r"^mk-(\d{8}T\d{6}Z)-")
-
-_caches: dict[tuple[Any, ...], KeyRingCache] = {}
-
-
-def _cache_key(settings: Settings) -> tuple[Any, ...]:
-    env = settings.master_keys.get_secret_value() if settings.master_keys else ""
-    token = settings.vault_token.get_secret_value() if settings.vault_token else ""
-    return (
-        settings.secrets_backend, settings.env, str(settings.data_dir), str(settings.master_key_file),
-        hashlib.sha256(env.encode()).hexdigest(), settings.vault_url, hashlib.sha256(token.encode()).hexdigest(),
-        settings.vault_mount, settings.vault_path, settings.aws_secret_id, settings.aws_region,
-        settings.aws_endpoint_url,
-    )
 
 
 def keyrings_for(settings: Settings) -> KeyRingCache:
-    """The process-wide cached key ring for this configuration (built on first use)."""
-    key = _cache_key(settings)
-    cache = _caches.get(key)
-    if cache is None:
-        cache = _caches[key] = KeyRingCache(backend_from_settings(settings), ttl=RING_TTL_SECONDS)
-    return cache
+    """The process-wide cached key ring for this configuration (shared with webhook secrets)."""
+    return keyring_cache(settings)
 
 
 # ------------------------------------------------------------------------------ re-wrap
@@ -135,12 +123,16 @@ async def rewrap_all(db: Database, ring: KeyRing, *, batch: int = 200) -> Rewrap
                     await session.commit()
                 if len(rows) < batch:
                     break
-    # Webhook signing secrets are wrapped by the same master keys.
+    # Webhook signing secrets are wrapped by the same master keys. One organization at a time,
+    # like the credentials: on PostgreSQL the app's role sees a tenant's rows only once the
+    # tenant is bound (an unbound session saw none, so a retired key stranded every secret).
     from omnify.webhooks.keys import rewrap_all as rewrap_webhook_secrets
 
-    async with db.sessionmaker() as session:
-        report.rewrapped += await rewrap_webhook_secrets(session, ring)
-        await session.commit()
+    for org_id in await _org_ids(db):
+        async with db.sessionmaker() as session:
+            await bind_tenant(session, org_id)
+            report.rewrapped += await rewrap_webhook_secrets(session, ring)
+            await session.commit()
     return report
 
 

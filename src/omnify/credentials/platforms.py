@@ -15,6 +15,7 @@ class Platform(enum.StrEnum):
     META_ADS = "meta_ads"
     GOOGLE_ADS = "google_ads"
     TIKTOK_ADS = "tiktok_ads"
+    LINKEDIN_ADS = "linkedin_ads"
     SHOPIFY = "shopify"
 
 
@@ -55,6 +56,13 @@ PLATFORMS: dict[Platform, PlatformSpec] = {
         optional_secrets=("refresh_token", "app_secret"),
         account_label="advertiser id (digits)",
         account_pattern=re.compile(r"^[0-9]{6,25}$"),
+    ),
+    Platform.LINKEDIN_ADS: PlatformSpec(
+        label="LinkedIn Ads",
+        required_secrets=("access_token",),
+        optional_secrets=("refresh_token", "client_secret"),
+        account_label="ad account id (digits)",
+        account_pattern=re.compile(r"^[0-9]{4,20}$"),
     ),
     Platform.SHOPIFY: PlatformSpec(
         label="Shopify",

@@ -20,6 +20,7 @@ class Platform(enum.StrEnum):
     META_ADS = "meta_ads"
     GOOGLE_ADS = "google_ads"
     TIKTOK_ADS = "tiktok_ads"
+    LINKEDIN_ADS = "linkedin_ads"
     SHOPIFY = "shopify"
 
 
@@ -226,7 +227,7 @@ class ActionResult:
 # ------------------------------------------------------------------------------ connector protocol
 @runtime_checkable
 class AdConnector(Protocol):
-    """Implemented by meta, google, tiktok. All methods do real HTTP to base_url."""
+    """Implemented by meta, google, tiktok, linkedin. All methods do real HTTP to base_url."""
 
     platform: Platform
 

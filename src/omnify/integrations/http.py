@@ -19,13 +19,15 @@ mid-retry stops the retry at once (CircuitOpen is not retryable).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Self
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, Self, TypeVar
 
 import httpx
 import structlog
@@ -64,6 +66,10 @@ ThrottleHint = Callable[[httpx.Response], float]
 """Seconds to pause before the next request after a *successful* response; lets a connector
 slow down when the platform's usage headers (Meta's X-Business-Use-Case-Usage, Shopify's
 call limit) say we are close to being throttled, instead of waiting for the refusal."""
+
+TokenCallback = Callable[[TokenSet], Awaitable[None] | None]
+"""Receives every TokenSet a connector refreshed by itself, so the caller can store it."""
+_T = TypeVar("_T")
 
 REDACTED = "[REDACTED]"
 
@@ -647,3 +653,59 @@ class OAuthConnector(HttpConnector, ABC):
 
     async def revoke(self, tokens: TokenSet) -> None:
         await self.oauth.revoke(tokens)
+
+
+class TokenKeeper:
+    """Keeps the tokens bound to a connector usable without the caller's help.
+
+    For platforms whose access tokens expire during a sync (TikTok, LinkedIn): tokens are
+    refreshed ``skew`` seconds before they expire, and once more when the platform answers
+    with an expired-token error (the call is then replayed). Several calls that notice the
+    expiry together cause one refresh, and every fresh TokenSet goes to ``on_tokens`` (the
+    caller persists it: the refresh token may rotate).
+    """
+
+    def __init__(self, *, platform: str, current: Callable[[], TokenSet | None],
+                 refresh: Callable[[TokenSet], Awaitable[TokenSet]], bind: Callable[[TokenSet], object],
+                 on_tokens: TokenCallback | None = None, skew: float = 300.0) -> None:
+        self.platform = platform
+        self._current = current
+        self._refresh = refresh
+        self._bind = bind
+        self._on_tokens = on_tokens
+        self._skew = skew
+        self._lock = asyncio.Lock()
+
+    async def fresh(self) -> TokenSet:
+        """The bound tokens, refreshed first when they are about to expire."""
+        tokens = self._current()
+        if tokens is None or not tokens.access_token:
+            raise AuthRevoked(f"the {self.platform} connector has no tokens bound: authorize first")
+        if (tokens.expires_at is not None and tokens.refresh_token
+                and tokens.expires_at - datetime.now(UTC) < timedelta(seconds=self._skew)):
+            tokens = await self.replace(tokens)
+        return tokens
+
+    async def replace(self, stale: TokenSet) -> TokenSet:
+        """Refresh ``stale`` unless another task already did; bind and hand back the result."""
+        async with self._lock:
+            current = self._current()
+            if current is not None and current.access_token != stale.access_token:
+                return current
+            fresh = await self._refresh(stale)
+            self._bind(fresh)
+            if self._on_tokens is not None:
+                result = self._on_tokens(fresh)
+                if inspect.isawaitable(result):
+                    await result
+            return fresh
+
+    async def call(self, send: Callable[[TokenSet], Awaitable[_T]]) -> _T:
+        """``send`` with fresh tokens; after an expired-token error, refresh once and send again."""
+        tokens = await self.fresh()
+        try:
+            return await send(tokens)
+        except AuthExpired:
+            if not tokens.refresh_token:
+                raise
+        return await send(await self.replace(tokens))

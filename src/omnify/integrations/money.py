@@ -104,3 +104,8 @@ def minor_to_decimal(amount_minor: int, currency: str) -> Decimal:
 def format_decimal(amount: Decimal) -> str:
     """Plain positional notation (never ``1E+3``), as platforms expect in JSON strings."""
     return format(amount, "f")
+
+
+def format_minor(amount_minor: int, currency: str) -> str:
+    """``123456, "EUR"`` -> ``"1,234.56 EUR"`` (as many decimals as the currency has)."""
+    return f"{minor_to_decimal(amount_minor, currency):,.{currency_exponent(currency)}f} {currency}"

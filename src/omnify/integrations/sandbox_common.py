@@ -31,7 +31,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from datetime import date
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import uvicorn
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -39,6 +40,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
+
+if TYPE_CHECKING:
+    from omnify.integrations.versions import VersionPolicy
 
 CONTROL_PREFIX = "/__sandbox"
 AUTO_APPROVE_PARAM = "sandbox_auto_approve"
@@ -60,25 +64,29 @@ class SandboxServer:
     """
 
     def __init__(
-        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, name: str = "sandbox"
+        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, name: str = "sandbox",
+        ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
     ) -> None:
+        """``ssl_certfile``/``ssl_keyfile``: serve HTTPS (an SDK that insists on https, pointed
+        at the sandbox through a test CA and resolver)."""
         self.app = app
         self.host = host
         self.name = name
+        self.scheme = "https" if ssl_certfile else "http"
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.port: int = int(self._sock.getsockname()[1])
         config = uvicorn.Config(
             app, host=host, port=self.port, log_config=None, access_log=False, lifespan="off",
-            log_level="warning", timeout_graceful_shutdown=1,
+            log_level="warning", timeout_graceful_shutdown=1, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> SandboxServer:
         self._thread = threading.Thread(
@@ -124,11 +132,11 @@ class ServedSandbox:
     app: ASGIApp
     _server: SandboxServer | None = None
 
-    def server(self, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
-        return SandboxServer(self.app, host=host, port=port, name=self.server_name)
+    def server(self, host: str = "127.0.0.1", port: int = 0, **tls: str) -> SandboxServer:
+        return SandboxServer(self.app, host=host, port=port, name=self.server_name, **tls)
 
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
-        self._server = self.server(host, port).start()
+    def serve(self, host: str = "127.0.0.1", port: int = 0, **tls: str) -> SandboxServer:
+        self._server = self.server(host, port, **tls).start()
         return self._server
 
     @property
@@ -159,6 +167,7 @@ class FaultConfig:
     latency_ms: int = 0
     match: str | None = None
     expire_tokens: bool = False
+    throttle: str = ""  # which of the platform's throttles a rate limit is (Meta: "80004", "17", "613")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +175,7 @@ class Fault:
     kind: Literal["rate_limit", "server_error"]
     status: int
     retry_after: float
+    variant: str = ""  # FaultConfig.throttle, for platforms with several rate-limit errors
 
 
 class FaultInjector:
@@ -217,7 +227,7 @@ class FaultInjector:
                 return None
             if c.rate_limit_next > 0:
                 c.rate_limit_next -= 1
-                return Fault("rate_limit", 429, c.retry_after)
+                return Fault("rate_limit", 429, c.retry_after, c.throttle)
             if c.errors_5xx_next > 0:
                 c.errors_5xx_next -= 1
                 return Fault("server_error", c.error_status, 0.0)
@@ -660,3 +670,33 @@ async def consent_response(
         scopes=scopes, redirect=html.escape(consent.redirect_uri),
     )
     return HTMLResponse(body, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+
+
+# ------------------------------------------------------------------------------ API versions
+class ServedVersions:
+    """Which API versions a sandbox answers: those live on the platform's table (see
+    ``integrations/versions.py``) on ``today``, by default the day the table was checked, so
+    the sandbox does not change behaviour with the wall clock. Everything else is answered the
+    way the platform answers a switched-off (``expired``) or never-existing (``unknown``)
+    version; each sandbox renders that in its own shape."""
+
+    def __init__(self, policy: VersionPolicy, today: date | None = None) -> None:
+        self.policy = policy
+        self.today = today or policy.reviewed
+
+    def status(self, version: str) -> Literal["served", "expired", "unknown"]:
+        if self.policy.is_served(version, self.today):
+            return "served"
+        return "expired" if self.policy.is_expired(version, self.today) else "unknown"
+
+    @property
+    def latest(self) -> str:
+        served = self.policy.served(self.today)
+        return served[0] if served else self.policy.pinned
+
+    @property
+    def oldest(self) -> str | None:
+        return self.policy.oldest_served(self.today)
+
+    def state(self) -> dict[str, Any]:
+        return {"api_versions": {"served": self.policy.served(self.today), "today": self.today.isoformat()}}

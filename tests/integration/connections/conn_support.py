@@ -1,4 +1,4 @@
-"""Shared by the connections and sync tests: the four platform sandboxes on loopback ports,
+"""Shared by the connections and sync tests: the five platform sandboxes on loopback ports,
 an Omnify app pointed at them, a team with every role, and the OAuth dance through
 Omnify's own routes (authorize -> platform consent -> callback).
 
@@ -25,6 +25,7 @@ from omnify.connections.connectors import ConnectorFactory
 from omnify.core.db import Base, Database, bind_tenant
 from omnify.integrations.google.sandbox import GoogleSandbox, GoogleSandboxConfig
 from omnify.integrations.http import CircuitBreakers, RetryPolicy
+from omnify.integrations.linkedin.sandbox import LinkedInSandbox, LinkedInSandboxConfig
 from omnify.integrations.meta.sandbox import MetaSandbox, MetaSandboxConfig
 from omnify.integrations.sandbox_common import SandboxServer
 from omnify.integrations.sandbox_data import AccountSpec, World, WorldConfig
@@ -39,6 +40,7 @@ API = "/api/v1"
 HISTORY_DAYS = 120
 #: The small accounts (2 campaigns x 2 ad groups x 3 ads) used for speed.
 META_SMALL, GOOGLE_SMALL, TIKTOK_SMALL = "1000003", "3456789012", "1000003"
+LINKEDIN_SMALL, LINKEDIN_MID = "507400003", "507400001"
 #: Meta's mid-size account (2 x 2 x 10 = 40 ads): the default run's smaller variant of the
 #: 200 ads x 365 days backfill that bench/sync_backfill.py measures.
 META_MID = "1000001"
@@ -70,13 +72,14 @@ class Sandboxes:
     google: GoogleSandbox
     tiktok: TikTokSandbox
     shopify: ShopifySandbox
+    linkedin: LinkedInSandbox
     servers: dict[str, SandboxServer] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
         return self.servers[name].url
 
     def reset(self) -> None:
-        for sandbox in (self.meta, self.google, self.tiktok, self.shopify):
+        for sandbox in (self.meta, self.google, self.tiktok, self.shopify, self.linkedin):
             sandbox.injector.reset()
             sandbox.journal.clear()
 
@@ -90,9 +93,13 @@ def start_sandboxes() -> Sandboxes:
         tiktok=TikTokSandbox(world=World(WorldConfig(platform="tiktok_ads", days=HISTORY_DAYS,
                                                      accounts=small_specs()))),
         shopify=ShopifySandbox(customers=60),
+        linkedin=LinkedInSandbox(LinkedInSandboxConfig(days=HISTORY_DAYS, accounts=[
+            AccountSpec(507400003, "Bright Smiles Dental", "USD", "UTC", 2, 1, 3),
+            AccountSpec(507400002, "Acme Outdoor - EMEA", "EUR", "UTC", 1, 1, 2),
+            AccountSpec(507400001, "Acme Outdoor - B2B", "USD", "UTC", 4, 1, 4)])),
     )
     for name, sandbox in (("meta", boxes.meta), ("google", boxes.google), ("tiktok", boxes.tiktok),
-                          ("shopify", boxes.shopify)):
+                          ("shopify", boxes.shopify), ("linkedin", boxes.linkedin)):
         boxes.servers[name] = sandbox.server().start()
     return boxes
 
@@ -118,6 +125,8 @@ def settings_for(boxes: Sandboxes, base: Settings, **overrides: Any) -> SyncTest
         "tiktok_auth_url": f"{tiktok}/portal/auth",
         "shopify_api_key": boxes.shopify.api_key, "shopify_api_secret": boxes.shopify.api_secret,
         "shopify_shop_url_template": f"{shop}/shops/{{shop}}",
+        "linkedin_client_id": boxes.linkedin.client_id, "linkedin_client_secret": boxes.linkedin.client_secret,
+        "linkedin_api_url": boxes.url("linkedin"), "linkedin_oauth_url": f"{boxes.url('linkedin')}/oauth/v2",
         # Where platforms would call us back (webhooks): nothing listens on the discard port.
         "public_base_url": "http://127.0.0.1:9",
     }

@@ -51,7 +51,7 @@ async def test_meta_dance_stores_tokens_encrypted_and_lists_accounts(env: Env, t
     grant = await consent(env, team, "meta_ads")
     location = grant.authorize.headers["location"]
     q = _query(location)
-    assert location.startswith(env.boxes.url("meta") + "/v21.0/dialog/oauth")
+    assert location.startswith(env.boxes.url("meta") + "/v26.0/dialog/oauth")
     assert q["client_id"] == env.boxes.meta.config.app_id
     assert q["redirect_uri"] == f"{env.settings.public_base_url}{API}/connections/meta_ads/callback"
     assert "code_challenge" not in q  # Meta's web login has no PKCE

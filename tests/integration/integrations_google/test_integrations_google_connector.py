@@ -102,7 +102,7 @@ async def test_list_accounts_walks_the_manager(google_sandbox: Env, google_token
     async with httpx.AsyncClient(base_url=server.url) as raw:
         headers = {"Authorization": f"Bearer {google_tokens.access_token}",
                    "developer-token": sandbox.config.developer_token}
-        r = await raw.post(f"/v20/customers/{BIG}/googleAds:searchStream", headers=headers,
+        r = await raw.post(f"/v26/customers/{BIG}/googleAds:searchStream", headers=headers,
                            json={"query": "SELECT customer.id FROM customer"})
         assert r.status_code == 403
         err = r.json()["error"]

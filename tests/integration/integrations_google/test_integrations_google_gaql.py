@@ -24,7 +24,7 @@ async def stream(env: Env, tokens: TokenSet, query: str, customer: str = DIRECT)
     if customer != DIRECT:
         headers["login-customer-id"] = sandbox.config.manager_id
     async with httpx.AsyncClient(base_url=server.url) as c:
-        return await c.post(f"/v20/customers/{customer}/googleAds:searchStream", json={"query": query},
+        return await c.post(f"/v26/customers/{customer}/googleAds:searchStream", json={"query": query},
                             headers=headers)
 
 

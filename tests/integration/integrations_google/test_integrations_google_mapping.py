@@ -24,10 +24,10 @@ def envelope(status: int, grpc: str, family: str | None = None, value: str | Non
         item: dict[str, object] = {"errorCode": {family: value}, "message": "detail"}
         if retry_delay:
             item["details"] = {"quotaErrorDetails": {"retryDelay": retry_delay}}
-        err["details"] = [{"@type": "type.googleapis.com/google.ads.googleads.v20.errors.GoogleAdsFailure",
+        err["details"] = [{"@type": "type.googleapis.com/google.ads.googleads.v26.errors.GoogleAdsFailure",
                            "errors": [item]}]
     return httpx.Response(status, json={"error": err},
-                          request=httpx.Request("POST", "https://ads.example/v20/customers/1/googleAds:searchStream"))
+                          request=httpx.Request("POST", "https://ads.example/v26/customers/1/googleAds:searchStream"))
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -37,7 +37,7 @@ async def test_protocol_and_authorize_url(meta_sandbox: Env) -> None:
         assert isinstance(c, AdConnector)
         start = c.authorize_url(redirect_uri=REDIRECT, state="abc")
     parts = urlsplit(start.url)
-    assert parts.path == "/v21.0/dialog/oauth"
+    assert parts.path == "/v26.0/dialog/oauth"
     q = parse_qs(parts.query)
     assert q["client_id"] == [sandbox.config.app_id] and q["state"] == ["abc"]
     assert q["scope"] == ["ads_read,ads_management,business_management"] and start.code_verifier is None
@@ -325,7 +325,7 @@ async def test_no_token_or_secret_in_logs_or_errors(
         tokens = await oauth_dance(c)
         sandbox.injector.configure(errors_5xx_next=2, rate_limit_next=1, retry_after=0.2, match="/campaigns")
         _ = [x async for x in c.campaigns(BIG)]
-        _ = [m async for m in c.daily_metrics(BIG, date.today() - timedelta(days=3), date.today())]
+        _ = [m async for m in c.daily_metrics(BIG, sandbox.world.end - timedelta(days=3), sandbox.world.end)]
         sandbox.injector.configure(expire_tokens=True)
         for call in (c.list_ad_accounts(), c.refresh(tokens)):
             try:

@@ -22,7 +22,7 @@ from omnify.integrations.meta import mapping
 
 
 def response(error: dict[str, object] | None, status: int = 400, headers: dict[str, str] | None = None) -> httpx.Response:
-    req = httpx.Request("GET", "https://graph.example/v21.0/act_1/insights?access_token=SECRET")
+    req = httpx.Request("GET", "https://graph.example/v26.0/act_1/insights?access_token=SECRET")
     body = {"error": error} if error is not None else {"data": []}
     return httpx.Response(status, json=body, headers=headers or {}, request=req)
 

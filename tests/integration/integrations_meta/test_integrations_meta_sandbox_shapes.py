@@ -24,15 +24,21 @@ async def test_paths_versions_and_token_placement(meta_sandbox: Env, meta_tokens
     _, server = meta_sandbox
     tok = meta_tokens.access_token
     async with httpx.AsyncClient(base_url=server.url) as c:
-        for path in ("/v21.0/act_1000003/campaigns", "/v21.0/act_1000003/campaigns/", "/v19.0/act_1000003/campaigns",
+        for path in ("/v26.0/act_1000003/campaigns", "/v26.0/act_1000003/campaigns/", "/v25.0/act_1000003/campaigns",
                      "/act_1000003/campaigns"):
             r = await c.get(path, params={"access_token": tok, "fields": "id,name"})
             assert r.status_code == 200, (path, r.text)
             assert len(r.json()["data"]) == 2 and set(r.json()["data"][0]) == {"id", "name"}
-        r = await c.get("/v21.0/me", headers={"Authorization": f"OAuth {tok}"})
+        for gone in ("/v22.0/act_1000003/campaigns", "/v19.0/me"):  # switched off by Meta
+            r = await c.get(gone, params={"access_token": tok})
+            assert r.status_code == 400 and r.json()["error"]["code"] == 2635, r.text
+            assert "latest version: v27.0" in r.json()["error"]["message"]
+        r = await c.get("/v99.0/me", params={"access_token": tok})
+        assert r.json()["error"]["code"] == 100 and r.json()["error"]["error_subcode"] == 33
+        r = await c.get("/v26.0/me", headers={"Authorization": f"OAuth {tok}"})
         assert r.json()["id"]
         assert "X-Business-Use-Case-Usage".lower() in (await c.get(
-            "/v21.0/act_1000003", params={"access_token": tok})).headers
+            "/v26.0/act_1000003", params={"access_token": tok})).headers
 
 
 async def test_graph_error_objects(meta_sandbox: Env, meta_tokens: TokenSet) -> None:
@@ -40,18 +46,18 @@ async def test_graph_error_objects(meta_sandbox: Env, meta_tokens: TokenSet) -> 
     tok = meta_tokens.access_token
     async with httpx.AsyncClient(base_url=server.url) as c:
         cases = [
-            (await c.get("/v21.0/me"), 2500, None),
-            (await c.get("/v21.0/me", params={"access_token": "garbage"}), 190, None),
-            (await c.get("/v21.0/act_1000003/campaigns", params={"access_token": tok, "fields": "id,bogus"}), 100,
+            (await c.get("/v26.0/me"), 2500, None),
+            (await c.get("/v26.0/me", params={"access_token": "garbage"}), 190, None),
+            (await c.get("/v26.0/act_1000003/campaigns", params={"access_token": tok, "fields": "id,bogus"}), 100,
              None),
-            (await c.get("/v21.0/act_42/campaigns", params={"access_token": tok}), 100, 33),
-            (await c.get("/v21.0/me", params={"access_token": tok, "appsecret_proof": "0" * 64}), 100, None),
-            (await c.get("/v21.0/act_1000003/insights", params={"access_token": tok, "time_range": "{bad"}), 100,
+            (await c.get("/v26.0/act_42/campaigns", params={"access_token": tok}), 100, 33),
+            (await c.get("/v26.0/me", params={"access_token": tok, "appsecret_proof": "0" * 64}), 100, None),
+            (await c.get("/v26.0/act_1000003/insights", params={"access_token": tok, "time_range": "{bad"}), 100,
              None),
-            (await c.get("/v21.0/act_1000003/campaigns", params={"access_token": tok, "after": "%%%"}), 100, None),
+            (await c.get("/v26.0/act_1000003/campaigns", params={"access_token": tok, "after": "%%%"}), 100, None),
         ]
         camp = next(iter(sandbox.world.account("1000003").campaigns))
-        cases.append((await c.post(f"/v21.0/{camp}", data={"access_token": tok, "status": "SLEEPING"}), 100, None))
+        cases.append((await c.post(f"/v26.0/{camp}", data={"access_token": tok, "status": "SLEEPING"}), 100, None))
     for resp, code, sub in cases:
         assert resp.status_code == 400, resp.text
         err = resp.json()["error"]
@@ -59,17 +65,17 @@ async def test_graph_error_objects(meta_sandbox: Env, meta_tokens: TokenSet) -> 
         assert err.get("error_subcode") == sub
     ok_proof = proof(sandbox.config.app_secret, tok)
     async with httpx.AsyncClient(base_url=server.url) as c:
-        assert (await c.get("/v21.0/me", params={"access_token": tok, "appsecret_proof": ok_proof})).status_code == 200
+        assert (await c.get("/v26.0/me", params={"access_token": tok, "appsecret_proof": ok_proof})).status_code == 200
 
 
 async def test_paging_cursors_and_next(meta_sandbox: Env, meta_tokens: TokenSet) -> None:
     _, server = meta_sandbox
     async with httpx.AsyncClient(base_url=server.url) as c:
         params = {"access_token": meta_tokens.access_token, "limit": "2", "fields": "id"}
-        first = (await c.get("/v21.0/act_1000001/campaigns", params=params)).json()
+        first = (await c.get("/v26.0/act_1000001/campaigns", params=params)).json()
         assert set(first["paging"]["cursors"]) == {"before", "after"} and "next" in first["paging"]
         nxt = (await c.get(first["paging"]["next"])).json()  # the next URL works as given
-        last = (await c.get("/v21.0/act_1000001/campaigns",
+        last = (await c.get("/v26.0/act_1000001/campaigns",
                             params={**params, "after": nxt["paging"]["cursors"]["after"]})).json()
         ids = [x["id"] for page in (first, nxt, last) for x in page["data"]]
         assert len(ids) == 5 == len(set(ids))
@@ -81,7 +87,7 @@ async def test_insights_shape(meta_sandbox: Env, meta_tokens: TokenSet) -> None:
     acc = sandbox.world.account("1000003")
     day = acc.metrics.end - timedelta(days=2)
     async with httpx.AsyncClient(base_url=server.url) as c:
-        r = await c.get("/v21.0/act_1000003/insights", params={
+        r = await c.get("/v26.0/act_1000003/insights", params={
             "access_token": meta_tokens.access_token, "level": "campaign", "time_increment": "all_days",
             "time_range": f'{{"since":"{(day - timedelta(days=6)).isoformat()}","until":"{day.isoformat()}"}}',
             "fields": "campaign_id,spend,impressions,clicks,actions,action_values,date_start,date_stop"})
@@ -117,7 +123,7 @@ def test_official_sdk_drives_the_sandbox(meta_sandbox: Env, meta_tokens: TokenSe
     sandbox, server = meta_sandbox
     session = FacebookSession(sandbox.config.app_id, sandbox.config.app_secret, meta_tokens.access_token)
     session.GRAPH = server.url  # the one knob: where the Graph lives
-    api = FacebookAdsApi(session, api_version="v21.0")
+    api = FacebookAdsApi(session, api_version="v26.0")
     assert sdk is not None
 
     accounts = list(User(fbid="me", api=api).get_ad_accounts(fields=["account_id", "name", "currency"]))

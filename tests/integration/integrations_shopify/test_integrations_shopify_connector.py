@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ import pytest
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from omnify.integrations.base import (
@@ -29,7 +30,7 @@ from omnify.integrations.base import (
 )
 from omnify.integrations.http import CircuitBreakers
 from omnify.integrations.sandbox_common import SandboxServer
-from omnify.integrations.shopify import ShopifyConnector, ShopifySettings, mapping
+from omnify.integrations.shopify import ShopifyConnector, ShopifySettings
 from omnify.integrations.shopify.oauth import (
     InvalidShopDomain,
     InvalidSignature,
@@ -39,7 +40,6 @@ from omnify.integrations.shopify.oauth import (
     verify_shopify_request,
 )
 from omnify.integrations.shopify.sandbox import ShopifySandbox
-from omnify.integrations.shopify.store_data import order_json
 from omnify.integrations.shopify.webhooks import (
     HMAC_HEADER,
     Topic,
@@ -173,17 +173,18 @@ async def test_partial_scope_grant_is_refused(shopify_sandbox: ShopifySandbox, m
 
 
 # ------------------------------------------------------------------------------ streams
-async def test_orders_customers_products_page_with_link_header_and_exact_money(
+async def test_backfill_by_bulk_operation_and_paged_reads_agree_with_exact_money(
     shopify_sandbox: ShopifySandbox, make_shopify: MakeConnector, shop_token: TokenSet
 ) -> None:
     store = shopify_sandbox.shops[SHOP].store
-    async with make_shopify(tokens=shop_token, page_size=50) as c:
+    async with make_shopify(tokens=shop_token) as c:  # no updated_since: a backfill, one bulk operation each
         orders = [o async for o in c.orders()]
         customers = [x async for x in c.customers()]
         products = [p async for p in c.products()]
-    assert len(orders) == len(store.orders) > 400  # status=any: archived and cancelled included
+    graphql_calls = shopify_sandbox.journal.entries("/graphql.json")
+    assert len(shopify_sandbox.journal.entries("/__bulk/")) == 3 and len(graphql_calls) <= 1 + 3 * 3
+    assert len(orders) == len(store.orders) > 400  # every status: archived and cancelled included
     assert len({o.external_id for o in orders}) == len(orders)
-    assert len(shopify_sandbox.journal.entries("/orders.json")) == -(-len(store.orders) // 50)
     assert len(customers) == 400 and len(products) == 24
     assert {p.status for p in products} == {"active", "draft", "archived"}
 
@@ -199,20 +200,38 @@ async def test_orders_customers_products_page_with_link_header_and_exact_money(
     repeaters = [cu for cu in customers if cu.orders_count >= 2]
     assert 30 < len(repeaters) < 200  # BG/NBD: a minority buys again, a few buy often
 
-    # Hand-check one order against the raw JSON: "72.21" (string) -> 7221.
+    # The same reads paged (a recent window): identical records, several pages, orders with more
+    # line items than the first page fetched in full.
+    shopify_sandbox.journal.clear()
+    shopify_sandbox.graphql.bucket_size, shopify_sandbox.graphql.restore_rate = 20000.0, 1000.0  # a Plus shop
+    shopify_sandbox.graphql.reset()
+    try:
+        async with make_shopify(tokens=shop_token, bulk_after=timedelta(days=36500), orders_page_size=50,
+                                order_line_items=2) as c:
+            since = datetime(2000, 1, 1, tzinfo=UTC)
+            paged = {o.external_id: o async for o in c.orders(updated_since=since)}
+            paged_customers = [x async for x in c.customers(updated_since=since)]
+    finally:
+        shopify_sandbox.graphql.bucket_size, shopify_sandbox.graphql.restore_rate = 2000.0, 100.0
+        shopify_sandbox.graphql.reset()
+    assert paged == {o.external_id: o for o in orders} and len(paged_customers) == 400
+    assert not shopify_sandbox.journal.entries("/__bulk/")
+    assert len(shopify_sandbox.journal.entries("/graphql.json")) > -(-len(orders) // 50)
+    assert any(len(o.line_items) > 2 for o in orders)  # some orders needed their remaining lines paged
+
+    # Hand-check one order against the raw GraphQL answer: "72.21" (string) -> 7221, cost reported.
     async with httpx.AsyncClient() as raw:
-        resp = await raw.get(
-            f"{shopify_sandbox.shop_url_template.format(shop=SHOP)}/admin/api/2024-10/orders.json",
-            params={"status": "any", "limit": 1},
+        resp = await raw.post(
+            f"{shopify_sandbox.shop_url_template.format(shop=SHOP)}/admin/api/2026-10/graphql.json",
+            json={"query": "{ orders(first: 1) { nodes { id totalPriceSet { shopMoney { amount } } createdAt } } }"},
             headers={"X-Shopify-Access-Token": shop_token.access_token},
         )
-    assert resp.status_code == 200 and 'rel="next"' in resp.headers["link"]
-    used, size = mapping.parse_call_limit(resp.headers["x-shopify-shop-api-call-limit"]) or (0, 0)
-    assert size == 40 and used >= 1
-    first = resp.json()["orders"][0]
-    mine = next(o for o in orders if o.external_id == str(first["id"]))
-    assert mine.total_minor == int(Decimal(first["total_price"]) * 100)
-    assert mine.created_at == datetime.fromisoformat(first["created_at"])
+    body = resp.json()
+    assert resp.status_code == 200 and body["extensions"]["cost"]["requestedQueryCost"] == 2 + 1 * 3
+    first = body["data"]["orders"]["nodes"][0]
+    mine = next(o for o in orders if f"gid://shopify/Order/{o.external_id}" == first["id"])
+    assert mine.total_minor == int(Decimal(first["totalPriceSet"]["shopMoney"]["amount"]) * 100)
+    assert mine.created_at == datetime.fromisoformat(first["createdAt"])
 
 
 async def test_incremental_updated_since_sees_refunds(
@@ -236,15 +255,9 @@ async def test_incremental_updated_since_sees_refunds(
     assert store.orders[int(target.external_id)].refunded == store.orders[int(target.external_id)].total_price
 
 
-async def test_default_open_filter_and_read_all_orders_scope(
+async def test_read_all_orders_scope(
     shopify_sandbox: ShopifySandbox, make_shopify: MakeConnector, shop_token: TokenSet
 ) -> None:
-    base = f"{shopify_sandbox.shop_url_template.format(shop=SHOP)}/admin/api/2024-10/orders/count.json"
-    async with httpx.AsyncClient(headers={"X-Shopify-Access-Token": shop_token.access_token}) as raw:
-        open_only = (await raw.get(base)).json()["count"]
-        every = (await raw.get(base, params={"status": "any"})).json()["count"]
-    assert open_only < every / 10  # why the connector always sends status=any
-
     narrow = shopify_sandbox.grant_token(SHOP, scopes=["read_orders", "read_customers", "read_products"])
     async with make_shopify(tokens=TokenSet(access_token=narrow)) as c:
         recent = [o async for o in c.orders()]
@@ -266,64 +279,51 @@ async def test_missing_scope_and_bad_token(shopify_sandbox: ShopifySandbox, make
 
 
 # ------------------------------------------------------------------------------ rate limits + resilience
-async def test_call_limit_header_makes_client_slow_down_before_429(
+async def test_query_cost_makes_client_wait_before_it_is_throttled(
     shopify_sandbox: ShopifySandbox, make_shopify: MakeConnector, shop_token: TokenSet
 ) -> None:
-    shopify_sandbox.bucket_size, shopify_sandbox.leak_rate = 10, 10.0
-    async with make_shopify(tokens=shop_token, page_size=25, leak_rate=10.0, call_limit_threshold=0.6) as c:
-        started = time.monotonic()
-        orders = [o async for o in c.orders()]
-        elapsed = time.monotonic() - started
-    hits = shopify_sandbox.journal.entries("/orders.json")
-    assert len(orders) == len(shopify_sandbox.shops[SHOP].store.orders)
-    assert all(e.status == 200 for e in hits)  # throttled itself: the bucket never overflowed
-    # 1 shop.json + N pages through a 10-deep bucket leaking 10/s cannot take less than this:
-    assert elapsed >= (len(hits) + 1 - 10) / 10.0 * 0.9
+    # A 10-point bucket refilling 20/s; each page of 5 products costs 2 + 5 x 1 = 7 points.
+    shopify_sandbox.graphql.bucket_size, shopify_sandbox.graphql.restore_rate = 10.0, 20.0
+    shopify_sandbox.graphql.reset()
+    try:
+        async with make_shopify(tokens=shop_token, graphql_page_size=5, bulk_after=timedelta(days=36500)) as c:
+            started = time.monotonic()
+            products = [p async for p in c.products(updated_since=datetime(2000, 1, 1, tzinfo=UTC))]
+            elapsed = time.monotonic() - started
+    finally:
+        shopify_sandbox.graphql.bucket_size, shopify_sandbox.graphql.restore_rate = 2000.0, 100.0
+        shopify_sandbox.graphql.reset()
+    hits = shopify_sandbox.journal.entries("/graphql.json")
+    assert len(products) == 24 and len(hits) == 5
+    assert all(e.status == 200 and e.fault is None for e in hits)
+    # 5 pages x 7 points through a 10-point bucket at 20/s: at least (35 - 10) / 20 s of waiting.
+    assert elapsed >= (5 * 7 - 10) / 20 * 0.9
 
 
-async def test_bucket_overflow_429_retry_after_is_honoured(
+async def test_throttled_answer_is_retried_after_the_bucket_refills(
     shopify_sandbox: ShopifySandbox, make_shopify: MakeConnector, shop_token: TokenSet
 ) -> None:
-    # A 4-deep bucket leaking 10/s, Retry-After 0.3 s (drains room for several calls).
-    shopify_sandbox.bucket_size, shopify_sandbox.leak_rate, shopify_sandbox.retry_after = 4, 10.0, 0.3
-    # threshold 1.0 + huge leak rate: the client does not pre-empt, so the real bucket refuses.
-    # One product per page: 25 small, fast requests, far more than 10/s.
-    async with make_shopify(tokens=shop_token, page_size=1, call_limit_threshold=1.0, leak_rate=1000.0) as c:
-        products = [p async for p in c.products()]
-    hits = shopify_sandbox.journal.entries("/admin/api/")
-    assert len(products) == 24
-    refused = [i for i, e in enumerate(hits) if e.status == 429]
-    assert refused, [e.status for e in hits]
-    for i in refused:  # Retry-After was waited before the next request (measured on the server)
-        assert hits[i + 1].at - hits[i].at >= 0.3
-    assert all(hits[i + 1].status == 200 for i in refused)
-
-
-async def test_injected_429_and_5xx_are_retried(
-    shopify_sandbox: ShopifySandbox, make_shopify: MakeConnector, shop_token: TokenSet
-) -> None:
-    shopify_sandbox.injector.configure(rate_limit_next=1, retry_after=0.5, errors_5xx_next=2, match="/products.json")
+    shopify_sandbox.injector.configure(rate_limit_next=1, retry_after=0.4, errors_5xx_next=1, match="/graphql.json")
     async with make_shopify(tokens=shop_token) as c:
-        products = [p async for p in c.products()]
-    assert len(products) == 24
-    hits = shopify_sandbox.journal.entries("/products.json")
-    assert [e.status for e in hits] == [429, 500, 500, 200] or [e.status for e in hits] == [429, 503, 503, 200]
-    assert hits[1].at - hits[0].at >= 0.5
+        assert (await c.verify())["ok"]
+    hits = shopify_sandbox.journal.entries("/graphql.json")
+    assert [e.status for e in hits] == [200, 503, 200] and hits[0].fault == "rate_limit"
+    assert hits[1].at - hits[0].at >= 0.4  # (requested - available) / restoreRate, measured on the server
 
 
 async def test_circuit_opens_and_recovers(
     shopify_sandbox: ShopifySandbox, make_shopify: MakeConnector, shop_token: TokenSet
 ) -> None:
     breakers = CircuitBreakers(threshold=3, cooldown=0.5)
-    shopify_sandbox.injector.configure(errors_5xx_next=100, error_status=502, match="/shop.json")
+    shopify_sandbox.injector.configure(errors_5xx_next=100, error_status=502, match="/graphql.json")
     async with make_shopify(tokens=shop_token, breakers=breakers) as c:
         with pytest.raises((CircuitOpen, TransientError)):
             await c.verify()
         assert await breakers.state(f"shopify:{SHOP}") == "opened"
-        sent = len(shopify_sandbox.journal.entries("/shop.json"))
+        sent = len(shopify_sandbox.journal.entries("/graphql.json"))
         with pytest.raises(CircuitOpen):
             await c.verify()
-        assert len(shopify_sandbox.journal.entries("/shop.json")) == sent == 3
+        assert len(shopify_sandbox.journal.entries("/graphql.json")) == sent == 3
         shopify_sandbox.injector.reset()
         await asyncio.sleep(0.6)
         assert (await c.verify())["ok"]
@@ -436,7 +436,7 @@ async def test_no_token_or_secret_in_logs_or_errors(
             tokens = await install_and_authorize(c, shopify_sandbox.api_secret)
             c.with_tokens(tokens)
             shopify_sandbox.injector.configure(
-                rate_limit_next=1, retry_after=0.05, errors_5xx_next=1, match="/orders.json"
+                rate_limit_next=1, retry_after=0.05, errors_5xx_next=1, match="/graphql.json"
             )
             [o async for o in c.orders()]
             await c.revoke()
@@ -452,32 +452,35 @@ async def test_no_token_or_secret_in_logs_or_errors(
         assert secret not in haystack
 
 
-async def test_pagination_link_to_another_host_is_not_followed(shopify_sandbox: ShopifySandbox) -> None:
-    """A Link header pointing elsewhere would carry the shop's token there: refuse it."""
-
+async def test_bulk_result_is_fetched_without_the_shop_token(shopify_sandbox: ShopifySandbox) -> None:
+    """Shopify hands bulk results out on a signed storage URL of another host: the connector
+    downloads it without the shop's token (a token sent there would leak)."""
     store = shopify_sandbox.shops[SHOP].store
-    first = next(iter(store.orders.values()))
+    first = next(iter(store.products.values()))
+    seen_headers: list[dict[str, str]] = []
 
-    async def shop(request: Request) -> JSONResponse:
-        return JSONResponse({"shop": {"currency": "USD", "myshopify_domain": SHOP}})
+    async def jsonl(request: Request) -> Response:
+        seen_headers.append(dict(request.headers))
+        line = {"id": f"gid://shopify/Product/{first.id}", "title": first.title, "status": "ACTIVE",
+                "vendor": first.vendor, "productType": first.product_type, "updatedAt": "2025-01-01T00:00:00Z"}
+        return Response(json.dumps(line) + "\n", media_type="application/jsonl")
 
-    async def orders(request: Request) -> JSONResponse:
-        return JSONResponse(
-            {"orders": [order_json(store, first)]},
-            headers={"Link": '<http://198.51.100.7/admin/api/2024-10/orders.json?page_info=x>; rel="next"'},
-        )
+    with SandboxServer(Starlette(routes=[Route("/result.jsonl", jsonl)]), name="storage") as storage:
+        async def graphql(request: Request) -> JSONResponse:
+            query = (await request.json())["query"]
+            if "shop {" in query:
+                return JSONResponse({"data": {"shop": {"currencyCode": "USD", "myshopifyDomain": SHOP}}})
+            if "bulkOperationRunQuery" in query:
+                return JSONResponse({"data": {"bulkOperationRunQuery": {
+                    "bulkOperation": {"id": "gid://shopify/BulkOperation/1", "status": "CREATED"}, "userErrors": []}}})
+            return JSONResponse({"data": {"node": {"id": "gid://shopify/BulkOperation/1", "status": "COMPLETED",
+                                                   "url": f"{storage.url}/result.jsonl"}}})
 
-    app = Starlette(
-        routes=[
-            Route("/s/{shop}/admin/api/2024-10/shop.json", shop),
-            Route("/s/{shop}/admin/api/2024-10/orders.json", orders),
-        ]
-    )
-    with SandboxServer(app, name="hostile-shop") as server:
-        settings = ShopifySettings(api_key="k", api_secret="s", shop_url_template=f"{server.url}/s/{{shop}}")
-        async with ShopifyConnector(settings, SHOP, TokenSet(access_token="shpat-secret-token-value")) as c:
-            seen = []
-            with pytest.raises(InvalidRequest, match="outside"):
-                async for o in c.orders():
-                    seen.append(o)
-    assert [o.external_id for o in seen] == [str(first.id)]
+        with SandboxServer(Starlette(routes=[Route("/s/{shop}/admin/api/2026-10/graphql.json", graphql,
+                                                   methods=["POST"])]), name="shop") as server:
+            settings = ShopifySettings(api_key="k", api_secret="s", shop_url_template=f"{server.url}/s/{{shop}}")
+            async with ShopifyConnector(settings, SHOP, TokenSet(access_token="shpat-secret-token-value")) as c:
+                products = [p async for p in c.products()]
+    assert [p.external_id for p in products] == [str(first.id)]
+    assert len(seen_headers) == 1 and "x-shopify-access-token" not in seen_headers[0]
+    assert "shpat-secret-token-value" not in json.dumps(seen_headers)

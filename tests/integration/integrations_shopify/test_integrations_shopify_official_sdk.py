@@ -25,8 +25,8 @@ def sdk_session(shopify_sandbox: ShopifySandbox) -> Iterator[str]:
     saved = (shopify.Session.api_key, shopify.Session.secret)
     shopify.Session.setup(api_key=shopify_sandbox.api_key, secret=shopify_sandbox.api_secret)
     token = shopify_sandbox.grant_token(SHOP)
-    shopify.ShopifyResource.activate_session(shopify.Session(SHOP, "2024-10", token))
-    shopify.ShopifyResource.set_site(f"{shopify_sandbox.shop_url_template.format(shop=SHOP)}/admin/api/2024-10")
+    shopify.ShopifyResource.activate_session(shopify.Session(SHOP, "2026-10", token))
+    shopify.ShopifyResource.set_site(f"{shopify_sandbox.shop_url_template.format(shop=SHOP)}/admin/api/2026-10")
     yield token
     shopify.ShopifyResource.clear_session()
     shopify.Session.setup(api_key=saved[0], secret=saved[1])

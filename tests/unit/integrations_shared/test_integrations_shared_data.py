@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 import numpy as np
 import pytest
+import time_machine
 
 from omnify.integrations.sandbox_data import (
     AccountSpec,
@@ -16,6 +17,7 @@ from omnify.integrations.sandbox_data import (
     _hill,
     default_specs,
 )
+from tests.dates import PINNED_NOW
 
 END = date(2026, 6, 30)
 
@@ -145,8 +147,9 @@ def test_hill_response_saturates(world: World) -> None:
     assert r[-1] < camp.hill[0]
 
 
+@time_machine.travel(PINNED_NOW, tick=False)  # writes apply from the world's "today" (UTC)
 def test_writes_change_entities_and_metrics() -> None:
-    today = date.today()
+    today = PINNED_NOW.date()
     w = World(WorldConfig(platform="writes", end=today, accounts=[default_specs()[2]]))
     acc = w.account("1000003")
     camp_id, camp = next(iter(acc.campaigns.items()))

@@ -38,10 +38,11 @@ from omnify.integrations.base import (
     RateLimited,
     TransientError,
 )
+from omnify.integrations.google.version import POLICY as VERSION_POLICY
 from omnify.integrations.http import parse_retry_after
 from omnify.integrations.money import currency_exponent, decimal_to_minor
 
-API_VERSION = "v20"
+API_VERSION = VERSION_POLICY.pinned  # integrations/google/version.py
 ADWORDS_SCOPE = "https://www.googleapis.com/auth/adwords"
 MICROS = 1_000_000
 

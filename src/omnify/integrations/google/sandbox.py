@@ -5,15 +5,21 @@ verifier mismatch refused with ``invalid_grant``), ``/token`` (authorization_cod
 refresh_token grants, refresh tokens only for ``access_type=offline``), ``/revoke``;
 the Ads API under ``/vNN/`` with ``Authorization: Bearer``, ``developer-token`` and
 ``login-customer-id`` checked (a manager's client is refused without its manager as login
-customer, as Google does), ``customers:listAccessibleCustomers``, ``googleAds:searchStream``
-answering the GAQL it is sent (parsed, validated, filtered, ordered, limited - see gaql.py),
+customer, as Google does), ``customers:listAccessibleCustomers``, ``googleAds:search``
+(fixed-size pages, ``nextPageToken``) and ``googleAds:searchStream``, both answering the GAQL
+they are sent (parsed, validated, filtered, ordered, limited - see gaql.py),
 ``campaigns|adGroups|adGroupAds|campaignBudgets:mutate`` with update masks, and the Google
-error envelope with GoogleAdsFailure details (quota errors carry ``retryDelay``).
+error envelope with GoogleAdsFailure details (quota errors carry ``retryDelay``), its ``@type``
+naming the request's version. Only the versions live on Google's timetable are served: a sunset
+one gets ``UNSUPPORTED_VERSION``, an unknown one Google's HTML 404. ``responseContentType:
+MUTABLE_RESOURCE`` on mutate returns each changed resource.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import html
 import json
 import re
 import secrets
@@ -31,6 +37,7 @@ from starlette.routing import Route
 
 from omnify.integrations.google import gaql
 from omnify.integrations.google.mapping import ADWORDS_SCOPE
+from omnify.integrations.google.version import POLICY
 from omnify.integrations.money import currency_exponent
 from omnify.integrations.sandbox_common import (
     ConsentRequest,
@@ -41,6 +48,7 @@ from omnify.integrations.sandbox_common import (
     OAuthError,
     RequestJournal,
     ServedSandbox,
+    ServedVersions,
     TokenInfo,
     TokenInvalid,
     TokenStore,
@@ -50,6 +58,13 @@ from omnify.integrations.sandbox_common import (
 from omnify.integrations.sandbox_data import Account, AccountSpec, EntityNotFound, World, WorldConfig
 
 _VERSION_RE = re.compile(r"^v\d+$")
+_SERVICE_RESOURCE = {"campaigns": "campaign", "adGroups": "ad_group", "adGroupAds": "ad_group_ad",
+                     "campaignBudgets": "campaign_budget"}
+_RESULT_KEY = {"campaigns": "campaign", "adGroups": "adGroup", "adGroupAds": "adGroupAd",
+               "campaignBudgets": "campaignBudget"}
+_NOT_FOUND_HTML = ("<!DOCTYPE html>\n<html lang=en><meta charset=utf-8><title>Error 404 (Not Found)!!1</title>"
+                   "<p><b>404.</b> <ins>That's an error.</ins><p>The requested URL <code>{path}</code> was not "
+                   "found on this server. <ins>That's all we know.</ins>")
 _CHANNEL = {"sales": "SEARCH", "leads": "SEARCH", "traffic": "DISPLAY", "awareness": "VIDEO",
             "app_installs": "MULTI_CHANNEL"}
 _STATUS = {"active": "ENABLED", "paused": "PAUSED", "archived": "REMOVED", "deleted": "REMOVED"}
@@ -82,6 +97,8 @@ class GoogleSandboxConfig:
     auto_approve: bool = False
     faults: FaultConfig = field(default_factory=FaultConfig)
     stream_batch_size: int = 10_000
+    search_page_size: int = 10_000  # googleAds:search pages are fixed-size (page_size is refused)
+    today: date | None = None  # the day whose version table is served (None: the table's review date)
 
 
 class AdsError(Exception):
@@ -91,7 +108,8 @@ class AdsError(Exception):
         self.http, self.status, self.message, self.errors = http, status, message, errors or []
         self.quota_delay, self.headers = quota_delay, dict(headers or {})
 
-    def response(self) -> JSONResponse:
+    def response(self, version: str = POLICY.pinned) -> JSONResponse:
+        """``version``: the API version of the request, which names the failure's proto type."""
         request_id = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
         body: dict[str, Any] = {"error": {"code": self.http, "message": self.message, "status": self.status}}
         if self.errors:
@@ -103,7 +121,7 @@ class AdsError(Exception):
                                                              "rateName": "Requests per account",
                                                              "retryDelay": f"{self.quota_delay:g}s"}}
                 failures.append(item)
-            body["error"]["details"] = [{"@type": "type.googleapis.com/google.ads.googleads.v20.errors."
+            body["error"]["details"] = [{"@type": f"type.googleapis.com/google.ads.googleads.{version}.errors."
                                                   "GoogleAdsFailure", "errors": failures, "requestId": request_id}]
         return JSONResponse(body, status_code=self.http, headers=self.headers)
 
@@ -243,6 +261,7 @@ class GoogleSandbox(ServedSandbox):
         self.injector = FaultInjector(c.faults)
         self.injector.on_expire_tokens(self.tokens.expire_all_access)
         self.journal = RequestJournal()
+        self.versions = ServedVersions(POLICY, c.today)
         self.app: Starlette = self._build_app()
 
     # -- customers -----------------------------------------------------------------
@@ -267,7 +286,7 @@ class GoogleSandbox(ServedSandbox):
         return Starlette(
             routes=[
                 *control_routes(self.injector, self.journal, on_reset=self.world.reset,
-                                extra_state=lambda: {"accessible": self.accessible()}),
+                                extra_state=lambda: {"accessible": self.accessible(), **self.versions.state()}),
                 Route("/o/oauth2/v2/auth", self._consent, methods=["GET", "POST"]),
                 Route("/token", self._token, methods=["POST"]),
                 Route("/revoke", self._revoke, methods=["POST"]),
@@ -278,15 +297,20 @@ class GoogleSandbox(ServedSandbox):
         )
 
     def _render_fault(self, fault: Fault, request: Request) -> Response:
+        version = self._version_of(request)
         if fault.kind == "rate_limit":
             return AdsError(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).",
                             [("quotaError", "RESOURCE_TEMPORARILY_EXHAUSTED",
                               f"Too many requests. Retry in {fault.retry_after:g} seconds.")],
-                            quota_delay=fault.retry_after).response()
+                            quota_delay=fault.retry_after).response(version)
         if fault.status == 503:
-            return AdsError(503, "UNAVAILABLE", "The service is currently unavailable.").response()
+            return AdsError(503, "UNAVAILABLE", "The service is currently unavailable.").response(version)
         return AdsError(fault.status, "INTERNAL", "Internal error encountered.",
-                        [("internalError", "INTERNAL_ERROR", "An internal error has occurred.")]).response()
+                        [("internalError", "INTERNAL_ERROR", "An internal error has occurred.")]).response(version)
+
+    def _version_of(self, request: Request) -> str:
+        first = request.url.path.strip("/").split("/", 1)[0]
+        return first if _VERSION_RE.match(first) else POLICY.pinned
 
     # -- OAuth ---------------------------------------------------------------------
     async def _consent(self, request: Request) -> Response:
@@ -382,7 +406,7 @@ class GoogleSandbox(ServedSandbox):
         try:
             return await self._ads_route(request)
         except AdsError as exc:
-            return exc.response()
+            return exc.response(self._version_of(request))
 
     def _authenticate(self, request: Request) -> TokenInfo:
         auth = request.headers.get("authorization", "")
@@ -399,6 +423,10 @@ class GoogleSandbox(ServedSandbox):
                            [("authenticationError", value, "Authentication of the request failed.")]) from None
         if ADWORDS_SCOPE not in info.scopes:
             raise AdsError(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes.")
+        if not request.headers.get("developer-token"):
+            raise AdsError(401, "UNAUTHENTICATED", "The caller does not have permission",
+                           [("requestError", "DEVELOPER_TOKEN_PARAMETER_MISSING",
+                             "Developer token parameter is missing in the request header.")])
         if request.headers.get("developer-token") != self.config.developer_token:
             raise AdsError(401, "UNAUTHENTICATED", "The caller does not have permission",
                            [("authenticationError", "DEVELOPER_TOKEN_INVALID", "The developer token is not valid.")])
@@ -431,6 +459,13 @@ class GoogleSandbox(ServedSandbox):
         parts = [p for p in request.path_params["path"].split("/") if p]
         if not parts or not _VERSION_RE.match(parts[0]):
             raise AdsError(404, "NOT_FOUND", f"Method not found: /{request.path_params['path']}")
+        status = self.versions.status(parts[0])
+        if status == "expired":  # right after a sunset Google still answers, with this
+            raise AdsError(400, "INVALID_ARGUMENT", "Request contains an invalid argument.",
+                           [("requestError", "UNSUPPORTED_VERSION",
+                             f"Version {parts[0]} is deprecated. Requests to this version will be blocked.")])
+        if status == "unknown":  # Google's front end: an HTML 404 for a path it does not route
+            return HTMLResponse(_NOT_FOUND_HTML.format(path=html.escape(request.url.path)), status_code=404)
         self._authenticate(request)
         rest = parts[1:]
         if rest == ["customers:listAccessibleCustomers"] and request.method == "GET":
@@ -446,19 +481,70 @@ class GoogleSandbox(ServedSandbox):
             method = rest[2]
             if method == "googleAds:searchStream":
                 return JSONResponse(self._search_stream(cust, body))
+            if method == "googleAds:search":
+                return JSONResponse(self._search(cust, body))
             if method.endswith(":mutate"):
                 return JSONResponse(self._mutate(cust, method.removesuffix(":mutate"), body))
         raise AdsError(404, "NOT_FOUND", f"Method not found: {request.method} /{request.path_params['path']}")
 
     # -- search ----------------------------------------------------------------------
-    def _search_stream(self, cust: _Customer, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _query(self, cust: _Customer, body: Mapping[str, Any]) -> tuple[gaql.Query, list[dict[str, Any]]]:
         try:
             query = gaql.parse(str(body.get("query") or ""))
-            rows = self._run(cust, query)
+            return query, self._run(cust, query)
         except gaql.GaqlError as exc:
             raise AdsError(400, "INVALID_ARGUMENT", "Request contains an invalid argument.",
                            [("queryError", exc.code, str(exc))]) from None
-        mask = ",".join(".".join(_camel(p) for p in f.split(".")) for f in query.select)
+
+    @staticmethod
+    def _mask(query: gaql.Query) -> str:
+        return ",".join(".".join(_camel(p) for p in f.split(".")) for f in query.select)
+
+    def _search(self, cust: _Customer, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``GoogleAdsService.Search``: fixed-size pages chained by ``nextPageToken``; a
+        ``pageSize`` is refused (PAGE_SIZE_NOT_SUPPORTED) and a token only works for the query
+        and customer it was issued for."""
+
+        def bad(value: str, message: str) -> AdsError:
+            return AdsError(400, "INVALID_ARGUMENT", "Request contains an invalid argument.",
+                            [("requestError", value, message)])
+
+        if body.get("pageSize") is not None:
+            raise bad("PAGE_SIZE_NOT_SUPPORTED", "Setting the page size is not supported. Search responses "
+                      "will have fixed page size of 10000 rows.")
+        text = str(body.get("query") or "")
+        fingerprint = hashlib.sha256(f"{cust.id}\n{text}".encode()).hexdigest()[:16]
+        start = 0
+        token = body.get("pageToken")
+        if token:
+            if body.get("validateOnly"):
+                raise bad("VALIDATE_ONLY_REQUEST_HAS_PAGE_TOKEN", "A validate-only request cannot have a page token.")
+            try:
+                raw = json.loads(base64.urlsafe_b64decode(str(token) + "=" * (-len(str(token)) % 4)))
+                start = int(raw["o"])
+                if raw["q"] != fingerprint:
+                    raise ValueError("other query")
+            except (ValueError, KeyError, TypeError):
+                raise bad("INVALID_PAGE_TOKEN", "Page token is invalid.") from None
+        query, rows = self._query(cust, body)
+        out: dict[str, Any] = {"fieldMask": self._mask(query)}
+        if body.get("validateOnly"):
+            return out
+        size = self.config.search_page_size
+        page = rows[start : start + size]
+        if page:
+            out["results"] = page
+        if start + size < len(rows):
+            nxt = json.dumps({"q": fingerprint, "o": start + size}).encode()
+            out["nextPageToken"] = base64.urlsafe_b64encode(nxt).decode().rstrip("=")
+        if (body.get("searchSettings") or {}).get("returnTotalResultsCount"):
+            out["totalResultsCount"] = str(len(rows))
+        out["queryResourceConsumption"] = str(max(1, len(page)))
+        return out
+
+    def _search_stream(self, cust: _Customer, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+        query, rows = self._query(cust, body)
+        mask = self._mask(query)
         request_id = secrets.token_hex(11)
         size = self.config.stream_batch_size
         batches = [{"results": rows[i : i + size], "fieldMask": mask, "requestId": request_id}
@@ -601,6 +687,8 @@ class GoogleSandbox(ServedSandbox):
             for p in path[:-1]:
                 node = node.setdefault(p, {})
             node[path[-1]] = value
+            if name.startswith("ad_group_ad.ad."):  # the nested ad carries its own resourceName
+                row["adGroupAd"]["ad"].setdefault("resourceName", _FIELDS["ad_group_ad.ad.resource_name"][1](ctx))
             # every resource touched carries its resourceName, as Google returns it
             if owner not in ("metrics", "segments"):
                 rn_field = f"{owner}.resource_name"
@@ -618,6 +706,9 @@ class GoogleSandbox(ServedSandbox):
         if not isinstance(ops, list) or not ops:
             raise AdsError(400, "INVALID_ARGUMENT", "Request contains an invalid argument.",
                            [("requestError", "OPERATIONS_REQUIRED", "At least one operation is required.")])
+        content = body.get("responseContentType") or "RESOURCE_NAME_ONLY"
+        if content not in ("RESOURCE_NAME_ONLY", "MUTABLE_RESOURCE"):
+            raise AdsError(400, "INVALID_ARGUMENT", f"Invalid value at 'response_content_type' ({content!r})")
         acc = cust.account
         planned: list[tuple[str, Callable[[], None]]] = []
         for op in ops:
@@ -634,10 +725,27 @@ class GoogleSandbox(ServedSandbox):
                                [("mutateError", "RESOURCE_NOT_FOUND", f"Resource was not found: {rn}")])
             ident = m.group(1)
             planned.append((rn, self._plan_update(acc, service, ident, update, mask, rn)))
-        if not body.get("validateOnly"):
-            for _, apply in planned:
-                apply()
-        return {"results": [{"resourceName": rn} for rn, _ in planned]} if not body.get("validateOnly") else {}
+        if body.get("validateOnly"):
+            return {}
+        for _, apply in planned:
+            apply()
+        results: list[dict[str, Any]] = []
+        for rn, _ in planned:
+            item: dict[str, Any] = {"resourceName": rn}
+            if content == "MUTABLE_RESOURCE":  # the resource as it is after the change
+                item[_RESULT_KEY[service]] = self._resource(cust, service, rn)
+            results.append(item)
+        return {"results": results}
+
+    def _resource(self, cust: _Customer, service: str, rn: str) -> dict[str, Any]:
+        resource = _SERVICE_RESOURCE[service]
+        fields = [f for f, (owner, _) in _FIELDS.items() if owner == resource]
+        query = gaql.parse(f"SELECT {', '.join(fields)} FROM {resource}")  # noqa: S608 - our own field names
+        for row in self._run(cust, query):
+            node = row.get(_camel(resource)) or {}
+            if node.get("resourceName") == rn:
+                return dict(node)
+        raise AdsError(400, "INVALID_ARGUMENT", "Resource was not found.")
 
     def _plan_update(self, acc: Account, service: str, ident: str, update: Mapping[str, Any], mask: set[str],
                      rn: str) -> Callable[[], None]:

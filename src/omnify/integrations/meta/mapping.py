@@ -41,9 +41,10 @@ from omnify.integrations.base import (
     TransientError,
 )
 from omnify.integrations.http import parse_retry_after
+from omnify.integrations.meta.version import POLICY as VERSION_POLICY
 from omnify.integrations.money import decimal_to_minor
 
-API_VERSION = "v21.0"
+API_VERSION = VERSION_POLICY.pinned  # integrations/meta/version.py
 BUC_HEADER = "X-Business-Use-Case-Usage"
 AD_ACCOUNT_USAGE_HEADER = "X-Ad-Account-Usage"
 APP_USAGE_HEADER = "X-App-Usage"

@@ -1,7 +1,8 @@
 """A local Graph API / Marketing API server for the subset Omnify calls.
 
 Faithful where clients notice (so facebook-business, pointed at it, works unchanged):
-versioned paths (``/v21.0/...``, any ``vNN.N``; with or without a trailing slash), the
+versioned paths (``/v26.0/...``; only the versions Meta's table serves, an expired one answered
+with error 2635 "deprecated version"; with or without a trailing slash), the
 access token as ``access_token`` query/form parameter *or* ``Authorization: Bearer|OAuth``,
 ``appsecret_proof`` checked when sent (required by configuration), field selection with
 nested expansion (``creative{id,title}``) and Graph's error for unknown fields, cursor paging
@@ -40,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from omnify.integrations.meta.version import POLICY
 from omnify.integrations.money import minor_to_decimal
 from omnify.integrations.sandbox_common import (
     ConsentRequest,
@@ -50,6 +52,7 @@ from omnify.integrations.sandbox_common import (
     OAuthError,
     RequestJournal,
     ServedSandbox,
+    ServedVersions,
     TokenInfo,
     TokenInvalid,
     TokenStore,
@@ -95,6 +98,7 @@ class MetaSandboxConfig:
     buc_window_seconds: float = 3600.0
     default_page_size: int = 25
     max_page_size: int = 500
+    today: date | None = None  # the day whose version table is served (None: the table's review date)
 
 
 class GraphError(Exception):
@@ -123,6 +127,18 @@ class GraphError(Exception):
         return JSONResponse({"error": err}, status_code=self.status,
                             headers={"WWW-Authenticate": 'OAuth "Facebook Platform" "invalid_request"',
                                      **self.headers})
+
+
+#: Meta's throttling errors, selectable as the ``throttle`` fault: (message, code, subcode).
+#: 80004: the ad account's Business Use Case budget; 17: the user's request limit; 613: the
+#: per-endpoint rate limit. All come with ``X-Business-Use-Case-Usage`` naming the account.
+THROTTLES: dict[str, tuple[str, int, int | None]] = {
+    "80004": ("(#80004) There have been too many calls to this ad-account. Wait a bit and try again. For more "
+              "info, please refer to https://developers.facebook.com/docs/graph-api/overview/rate-limiting"
+              "#ads-management.", 80004, 2446079),
+    "17": ("(#17) User request limit reached", 17, 2446079),
+    "613": ("(#613) Calls to this api have exceeded the rate limit.", 613, 1487742),
+}
 
 
 def _no_node(obj_id: str) -> GraphError:
@@ -216,6 +232,7 @@ class MetaSandbox(ServedSandbox):
         self.injector = FaultInjector(c.faults)
         self.injector.on_expire_tokens(self.tokens.expire_all_access)
         self.journal = RequestJournal()
+        self.versions = ServedVersions(POLICY, c.today)
         self._usage: dict[str, deque[float]] = {}
         self._usage_lock = threading.Lock()
         self.app: Starlette = self._build_app()
@@ -232,7 +249,7 @@ class MetaSandbox(ServedSandbox):
 
         routes = [
             *control_routes(self.injector, self.journal, on_reset=self.reset,
-                            extra_state=lambda: {"accounts": list(self.world.accounts)}),
+                            extra_state=lambda: {"accounts": list(self.world.accounts), **self.versions.state()}),
             Route("/{path:path}", self._dispatch, methods=["GET", "POST", "DELETE"]),
         ]
         return Starlette(routes=routes, middleware=[
@@ -245,13 +262,9 @@ class MetaSandbox(ServedSandbox):
             minutes = max(1, math.ceil(fault.retry_after / 60))
             usage = self._usage_header(self._account_in_path(request.url.path) or "0", pct=100,
                                        regain_minutes=minutes)
-            return GraphError(
-                "(#80004) There have been too many calls to this ad-account. Wait a bit and try again. "
-                "For more info, please refer to https://developers.facebook.com/docs/graph-api/overview/"
-                "rate-limiting#ads-management.",
-                80004, subcode=2446079,
-                headers={"X-Business-Use-Case-Usage": usage, "Retry-After": f"{fault.retry_after:g}"},
-            ).response()
+            headers = {"X-Business-Use-Case-Usage": usage, "Retry-After": f"{fault.retry_after:g}"}
+            message, code, subcode = THROTTLES.get(fault.variant or "80004", THROTTLES["80004"])
+            return GraphError(message, code, subcode=subcode, headers=headers, transient=True).response()
         return GraphError("An unexpected error has occurred. Please retry your request later.", 2,
                           status=fault.status, transient=True).response()
 
@@ -269,6 +282,12 @@ class MetaSandbox(ServedSandbox):
     async def _route(self, request: Request) -> Response:
         parts = [p for p in request.path_params["path"].split("/") if p]
         if parts and _VERSION_RE.match(parts[0]):
+            status = self.versions.status(parts[0])
+            if status == "expired":  # what Graph answers for a version past its expiration
+                raise GraphError(f"(#2635) You are calling a deprecated version of the Ads API. Please update to "
+                                 f"the latest version: {self.versions.latest}.", 2635)
+            if status == "unknown":
+                raise _no_node(parts[0])
             parts = parts[1:]
         if parts == ["dialog", "oauth"] and request.method in ("GET", "POST"):
             return await self._dialog(request)

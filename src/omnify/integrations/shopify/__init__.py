@@ -1,4 +1,4 @@
-"""Shopify Admin API: OAuth install, REST connector, webhooks, mapping and sandbox."""
+"""Shopify Admin API: OAuth install, GraphQL connector, webhooks, mapping and sandbox."""
 
 from omnify.integrations.shopify.client import ShopifyConnector, ShopifySettings
 

@@ -1,6 +1,6 @@
-"""Shopify REST Admin API resources -> our normalized records; Shopify errors -> typed errors.
+"""Shopify Admin API (GraphQL, and REST for webhooks/OAuth) -> our normalized records; errors -> typed errors.
 
-Pure functions (no I/O). Facts encoded here (Shopify REST Admin API, 2024-10):
+Pure functions (no I/O). Facts of the REST shapes (still used by webhooks and their payloads):
 
 * Money is a decimal string in the shop's currency (``"123.45"``); ids are integers.
 * Timestamps are ISO 8601 with the shop's UTC offset (``"2024-03-05T10:22:33-05:00"``).
@@ -31,8 +31,11 @@ from omnify.integrations.base import (
 )
 from omnify.integrations.http import parse_retry_after
 from omnify.integrations.money import decimal_to_minor
+from omnify.integrations.shopify import graphql as gql
+from omnify.integrations.shopify.graphql import edges, legacy_id
+from omnify.integrations.shopify.version import POLICY as VERSION_POLICY
 
-API_VERSION = "2024-10"
+API_VERSION = VERSION_POLICY.pinned  # integrations/shopify/version.py
 CALL_LIMIT_HEADER = "X-Shopify-Shop-Api-Call-Limit"
 ACCESS_TOKEN_HEADER = "X-Shopify-Access-Token"
 
@@ -172,3 +175,94 @@ def product_from(item: Mapping[str, Any]) -> ShopProduct:
         product_type=item.get("product_type") or None,
         updated_at=parse_time(item.get("updated_at")),
     )
+
+
+# ------------------------------------------------------------------------------ GraphQL Admin API
+def _shop_money(value: Any) -> tuple[Any, str | None]:
+    """``{"shopMoney": {"amount", "currencyCode"}}`` (a MoneyBag) or a MoneyV2 -> (amount, currency)."""
+    money = value.get("shopMoney", value) if isinstance(value, Mapping) else None
+    if not isinstance(money, Mapping):
+        return None, None
+    return money.get("amount"), (str(money["currencyCode"]).upper() if money.get("currencyCode") else None)
+
+
+def order_from_graphql(node: Mapping[str, Any], *, shop_currency: str) -> ShopOrder:
+    amount, money_currency = _shop_money(node.get("totalPriceSet"))
+    currency = money_currency or str(node.get("currencyCode") or shop_currency).upper()
+    ident = legacy_id(node.get("id")) or ""
+    lines = []
+    for li in edges(node.get("lineItems")):
+        price, _ = _shop_money(li.get("originalUnitPriceSet"))
+        lines.append({
+            "external_id": legacy_id(li.get("id")),
+            "product_id": legacy_id((li.get("product") or {}).get("id")),
+            "variant_id": legacy_id((li.get("variant") or {}).get("id")),
+            "title": li.get("title"),
+            "sku": li.get("sku") or None,
+            "quantity": int(li.get("quantity") or 0),
+            "price_minor": decimal_to_minor(price, currency),
+        })
+    status = node.get("displayFinancialStatus")
+    return ShopOrder(
+        external_id=ident,
+        customer_external_id=legacy_id((node.get("customer") or {}).get("id")),
+        name=str(node.get("name") or f"#{ident}"),
+        total_minor=decimal_to_minor(amount, currency),
+        currency=currency,
+        financial_status=str(status).lower() if status else None,  # PARTIALLY_REFUNDED -> REST's partially_refunded
+        created_at=_required_time(node.get("createdAt"), f"order {ident}"),
+        updated_at=parse_time(node.get("updatedAt")),
+        line_items=lines,
+    )
+
+
+def customer_from_graphql(node: Mapping[str, Any], *, shop_currency: str) -> ShopCustomer:
+    amount, money_currency = _shop_money(node.get("amountSpent"))
+    currency = money_currency or shop_currency.upper()
+    ident = legacy_id(node.get("id")) or ""
+    return ShopCustomer(
+        external_id=ident,
+        email=node.get("email") or None,
+        first_name=node.get("firstName") or None,
+        last_name=node.get("lastName") or None,
+        orders_count=int(node.get("numberOfOrders") or 0),  # UnsignedInt64: a string in JSON
+        total_spent_minor=decimal_to_minor(amount or "0", currency),
+        currency=currency,
+        created_at=_required_time(node.get("createdAt"), f"customer {ident}"),
+        updated_at=parse_time(node.get("updatedAt")),
+    )
+
+
+def product_from_graphql(node: Mapping[str, Any]) -> ShopProduct:
+    return ShopProduct(
+        external_id=legacy_id(node.get("id")) or "",
+        title=str(node.get("title") or ""),
+        status=str(node.get("status") or "ACTIVE").lower(),
+        vendor=node.get("vendor") or None,
+        product_type=node.get("productType") or None,
+        updated_at=parse_time(node.get("updatedAt")),
+    )
+
+
+def graphql_error(response: httpx.Response) -> ConnectorError | None:
+    """GraphQL answers HTTP 200 with ``errors``: THROTTLED (wait for the bucket, retryable),
+    MAX_COST_EXCEEDED (a query too big: a bug, not retryable), ACCESS_DENIED (scope)."""
+    if response.status_code >= 400 or not response.request.url.path.endswith("/graphql.json"):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return InvalidRequest("Shopify graphql.json returned a non-JSON body", status=response.status_code)
+    codes = gql.error_codes(body)
+    if not codes:
+        return None
+    text = f"POST {response.request.url.path}: {gql.error_text(body)}"
+    if "THROTTLED" in codes:
+        return RateLimited(text, retry_after=max(gql.wait_for(body), 0.1), status=429, platform_code="THROTTLED")
+    if "ACCESS_DENIED" in codes:
+        return PermissionDenied(text, status=403, platform_code="ACCESS_DENIED")
+    if "INTERNAL_SERVER_ERROR" in codes:
+        return TransientError(text, status=500, platform_code="INTERNAL_SERVER_ERROR")
+    if body.get("data") is None or "MAX_COST_EXCEEDED" in codes:
+        return InvalidRequest(text, status=response.status_code, platform_code=next((c for c in codes if c), None))
+    return None  # partial data with field errors: the caller decides

@@ -1,16 +1,21 @@
-"""A local Shopify server: app install (OAuth + HMAC), REST Admin API and signed webhooks.
+"""A local Shopify server: app install (OAuth + HMAC), the GraphQL and REST Admin APIs, signed webhooks.
 
-Every shop lives under ``/shops/{shop}`` (``shop_url_template``) because a loopback server
-has one host name; below that prefix the paths are Shopify's own, so the connector and the
-official ``ShopifyAPI`` SDK (site pointed at ``{url}/shops/{shop}/admin/api/<version>``) both
-work unchanged. Implemented subset:
+Shops are found by host name, as at Shopify (``Host: <shop>.myshopify.com``, resolved to this
+server by a test resolver, a hosts entry or a proxy; HTTPS when served with a certificate),
+or under ``/shops/{shop}`` (``shop_url_template``) for clients that can only change a base
+URL. Below that the paths are Shopify's own, so the connector and the official ``ShopifyAPI``
+SDK both work unchanged. Implemented subset:
 
 * ``/admin/oauth/authorize`` (consent screen) -> redirect with ``code, hmac, host, shop,
   state, timestamp`` signed with the app secret; ``/admin/oauth/access_token``;
-  ``DELETE /admin/api_permissions/current.json`` (uninstall: revokes the token and fires
-  ``app/uninstalled``).
+  ``DELETE [/admin/api/<version>]/admin/api_permissions/current.json`` (uninstall: revokes the
+  token and fires ``app/uninstalled``).
+* ``/admin/api/<version>/graphql.json``: the GraphQL Admin API with query cost, ``THROTTLED``
+  and bulk operations (see sandbox_graphql.py).
 * ``/admin/api/<version>/shop.json``, ``orders.json``, ``customers.json``, ``products.json``
   (filters, ``fields``, Link-header cursor paging with ``page_info``), ``webhooks.json``.
+* Versions: those on Shopify's support window; a retired one falls forward to the oldest
+  supported (``X-Shopify-API-Version`` says which), as Shopify does.
 * The REST leaky bucket per shop+app (``X-Shopify-Shop-Api-Call-Limit``; 429 with
   ``Retry-After`` when full), scopes (403 without them; orders older than 60 days hidden
   without ``read_all_orders``), 401 for bad or revoked tokens.
@@ -25,6 +30,7 @@ import base64
 import binascii
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +46,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from omnify.integrations.sandbox_common import (
     CONTROL_PREFIX,
@@ -51,6 +58,7 @@ from omnify.integrations.sandbox_common import (
     OAuthError,
     RequestJournal,
     ServedSandbox,
+    ServedVersions,
     TokenInfo,
     TokenInvalid,
     TokenStore,
@@ -59,7 +67,9 @@ from omnify.integrations.sandbox_common import (
 )
 from omnify.integrations.shopify import oauth
 from omnify.integrations.shopify.mapping import ACCESS_TOKEN_HEADER, API_VERSION, CALL_LIMIT_HEADER
+from omnify.integrations.shopify.sandbox_graphql import AdminGraphQL, throttled
 from omnify.integrations.shopify.store_data import (
+    Order,
     Store,
     StoreConfig,
     customer_json,
@@ -68,6 +78,7 @@ from omnify.integrations.shopify.store_data import (
     order_json,
     product_json,
 )
+from omnify.integrations.shopify.version import POLICY
 from omnify.integrations.shopify.webhooks import SUBSCRIBABLE_TOPICS, Topic, deliver_webhook
 
 DEFAULT_API_KEY = "sandbox-shopify-client-id"
@@ -161,6 +172,38 @@ def _decode_cursor(token: str) -> dict[str, Any]:
     return data
 
 
+class ShopHostRouting:
+    """``Host: <shop>.myshopify.com`` -> the shop's ``/shops/<shop>`` prefix.
+
+    The ShopifyAPI SDK's normal session talks to ``https://<shop>.myshopify.com/admin/...``;
+    resolved to this one loopback server (a test resolver, a hosts entry, a proxy), the host
+    name is what says which shop is meant, as it is at Shopify. The original path is kept in
+    the scope so links the sandbox writes (REST ``Link``, bulk file URLs) look like Shopify's.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").rsplit(":", 1)[0].lower()
+            path = scope["path"]
+            if host.endswith(".myshopify.com") and not path.startswith(("/shops/", CONTROL_PREFIX)):
+                scope = {**scope, "path": f"/shops/{host}{path}", "raw_path": f"/shops/{host}{path}".encode(),
+                         "shopify_path": path}
+        await self.app(scope, receive, send)
+
+
+def public_url(request: Request, path: str | None = None) -> str:
+    """The URL the client used (without the sandbox's ``/shops/<shop>`` prefix when it came by host)."""
+    original = request.scope.get("shopify_path")
+    if path is None:
+        path = original or request.url.path
+    elif original is None:
+        path = "/shops/" + request.path_params["shop"] + path
+    return str(request.url.replace(path=path, query=""))
+
+
 class ShopifySandbox(ServedSandbox):
     """Shops, the app's installs and the Starlette app that serves them."""
 
@@ -182,6 +225,8 @@ class ShopifySandbox(ServedSandbox):
         faults: FaultConfig | None = None,
         auto_approve: bool = False,
         clock: Callable[[], float] = time.time,
+        today: date | None = None,  # the day whose version table is served (None: the table's review date)
+        bulk_seconds: float = 0.0,  # how long a bulk operation stays RUNNING before COMPLETED
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
@@ -200,6 +245,8 @@ class ShopifySandbox(ServedSandbox):
         self.injector = FaultInjector(faults)
         self.injector.on_expire_tokens(self._expire_tokens)
         self.journal = RequestJournal()
+        self.versions = ServedVersions(POLICY, today)
+        self.graphql = AdminGraphQL(bulk_seconds=bulk_seconds)
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._lock = threading.Lock()
         self._webhook_seq = 1_100_000_000
@@ -215,6 +262,7 @@ class ShopifySandbox(ServedSandbox):
                 for s in self._shop_names
             }
             self._buckets.clear()
+        self.graphql.reset()
 
     def _expire_tokens(self) -> None:
         self.store.expire_all_access()
@@ -250,6 +298,9 @@ class ShopifySandbox(ServedSandbox):
             Route(f"{base}/admin/oauth/authorize", self._wrap(self.h_authorize), methods=["GET", "POST"]),
             Route(f"{base}/admin/oauth/access_token", self._wrap(self.h_access_token), methods=["POST"]),
             Route(f"{base}/admin/api_permissions/current.json", self._wrap(self.h_uninstall), methods=["DELETE"]),
+            Route(f"{api}/api_permissions/current.json", self._wrap(self.h_uninstall), methods=["DELETE"]),
+            Route(f"{api}/graphql.json", self._wrap(self.h_graphql), methods=["POST"]),
+            Route(f"{base}/__bulk/{{number:int}}.jsonl", self._wrap(self.h_bulk_file), methods=["GET"]),
             Route(f"{api}/shop.json", self._wrap(self.h_shop), methods=["GET"]),
             Route(f"{api}/orders.json", self._wrap(self.h_orders), methods=["GET"]),
             Route(f"{api}/orders/count.json", self._wrap(self.h_orders_count), methods=["GET"]),
@@ -272,9 +323,11 @@ class ShopifySandbox(ServedSandbox):
             Route(f"{CONTROL_PREFIX}/shops/{{shop}}/deliveries", self._wrap(self.c_deliveries), methods=["GET"]),
         ]
         routes += control_routes(
-            self.injector, self.journal, on_reset=self.reset, extra_state=lambda: {"shops": sorted(self.shops)}
+            self.injector, self.journal, on_reset=self.reset,
+            extra_state=lambda: {"shops": sorted(self.shops), **self.versions.state()},
         )
         middleware = [
+            Middleware(ShopHostRouting),
             Middleware(
                 FaultMiddleware,
                 injector=self.injector,
@@ -286,6 +339,11 @@ class ShopifySandbox(ServedSandbox):
         return Starlette(routes=routes, middleware=middleware)
 
     def _render_fault(self, fault: Fault, request: Request) -> Response:
+        if fault.kind == "rate_limit" and request.url.path.endswith("/graphql.json"):
+            # GraphQL is throttled by cost, answered with HTTP 200 and a THROTTLED error.
+            bucket = self.graphql.bucket(request.path_params.get("shop", ""), "")
+            bucket.available = 0.0
+            return JSONResponse(throttled(int(fault.retry_after * bucket.restore_rate), bucket))
         if fault.kind == "rate_limit":
             return JSONResponse(
                 {
@@ -322,11 +380,23 @@ class ShopifySandbox(ServedSandbox):
             ) from None
         if info.subject != shop:
             raise RestError(401, "[API] Invalid API key or access token (unrecognized login or wrong password)")
-        headers = self._take_from_bucket(shop, info.client_id)
-        headers["X-Shopify-API-Version"] = request.path_params.get("version", API_VERSION)
+        headers = {} if request.url.path.endswith("/graphql.json") else self._take_from_bucket(shop, info.client_id)
+        headers["X-Shopify-API-Version"] = self._served_version(request)
         if scope is not None and scope not in info.scopes:
             raise RestError(403, f"[API] This action requires merchant approval for {scope} scope.", headers)
         return state, info, headers
+
+    def _served_version(self, request: Request) -> str:
+        """Shopify serves a version it no longer supports as the oldest supported one ("falls
+        forward") and names what it served in ``X-Shopify-API-Version``; a version that never
+        existed is a 404."""
+        asked = request.path_params.get("version", API_VERSION)
+        status = self.versions.status(asked)
+        if status == "served" or asked == "unstable":
+            return str(asked)
+        if status == "expired":
+            return self.versions.oldest or self.versions.latest
+        raise RestError(404, "Not Found")
 
     def _take_from_bucket(self, shop: str, app: str) -> dict[str, str]:
         now = time.monotonic()
@@ -515,7 +585,7 @@ class ShopifySandbox(ServedSandbox):
             page = selected[:limit]
         links = []
         if page:
-            base = str(request.url.replace(query=""))
+            base = public_url(request)
             if any(int(i["id"]) > int(page[-1]["id"]) for i in selected):
                 token = _encode_cursor({"r": resource, "f": filters, "after": page[-1]["id"]})
                 links.append(f'<{base}?{urlencode({"limit": limit, "page_info": token})}>; rel="next"')
@@ -529,13 +599,16 @@ class ShopifySandbox(ServedSandbox):
             page = [{k: i[k] for k in wanted if k in i} for i in page]
         return JSONResponse({resource: page}, headers=headers)
 
-    def _visible_orders(self, state: ShopState, info: TokenInfo) -> list[dict[str, Any]]:
-        store = state.store
-        orders = list(store.orders.values())
+    def _orders_for(self, state: ShopState, info: TokenInfo) -> list[Order]:
+        """Orders the token may see: the last 60 days unless it has ``read_all_orders``."""
+        orders = list(state.store.orders.values())
         if "read_all_orders" not in info.scopes:
             horizon = datetime.fromtimestamp(self.clock(), UTC) - timedelta(days=RECENT_ORDER_DAYS)
             orders = [o for o in orders if o.created_at >= horizon]
-        return [order_json(store, o) for o in orders]
+        return orders
+
+    def _visible_orders(self, state: ShopState, info: TokenInfo) -> list[dict[str, Any]]:
+        return [order_json(state.store, o) for o in self._orders_for(state, info)]
 
     async def h_orders(self, request: Request) -> Response:
         state, info, headers = self._authorize_api(request, _SCOPE_FOR["orders"])
@@ -585,6 +658,54 @@ class ShopifySandbox(ServedSandbox):
         store = state.store
         items = [product_json(store, p) for p in store.products.values()]
         return self._listing(request, "products", items, headers)
+
+    # -- GraphQL Admin API -------------------------------------------------------------
+    async def h_graphql(self, request: Request) -> Response:
+        state, info, headers = self._authorize_api(request)
+        try:
+            body = await request.json()
+        except ValueError:
+            raise RestError(400, {"query": ["Required parameter missing or invalid"]}, headers) from None
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            raise RestError(400, {"query": ["Required parameter missing or invalid"]}, headers)
+        variables = body.get("variables")
+        if variables is not None and not isinstance(variables, dict):
+            raise RestError(400, {"variables": ["must be an object"]}, headers)
+        shop = request.path_params["shop"]
+        result = self.graphql.execute(
+            shop=shop, app=info.client_id, store=state.store, orders=self._orders_for(state, info),
+            shop_node=self._shop_node(shop), query=body["query"], variables=variables,
+            operation=body.get("operationName") or None,
+            file_url=lambda n: public_url(request, f"/__bulk/{n}.jsonl"),
+        )
+        asked = body["query"] + json.dumps(variables or {})  # a bulk query travels in a variable
+        for scope in self._missing_scopes(asked, info):
+            result.setdefault("errors", []).append({
+                "message": f"Access denied for {scope[1]} field. Required access: `{scope[0]}` access scope.",
+                "extensions": {"code": "ACCESS_DENIED"}})
+            result["data"] = None
+        return JSONResponse(result, headers=headers)
+
+    @staticmethod
+    def _missing_scopes(query: str, info: TokenInfo) -> list[tuple[str, str]]:
+        return [(needed, name) for name, needed in (("orders", "read_orders"), ("customers", "read_customers"),
+                                                    ("products", "read_products"))
+                if re.search(rf"\b{name}\b", query) and needed not in info.scopes]
+
+    async def h_bulk_file(self, request: Request) -> Response:
+        """The JSONL result of a bulk operation (at Shopify a signed storage URL: no token)."""
+        text = self.graphql.bulk_file(int(request.path_params["number"]))
+        if text is None:
+            raise RestError(404, "Not Found")
+        return Response(text, media_type="application/jsonl")
+
+    def _shop_node(self, shop: str) -> dict[str, Any]:
+        rest = self._shop_json(shop)
+        return {"__typename": "Shop", "id": f"gid://shopify/Shop/{rest['id']}", "name": rest["name"],
+                "email": rest["email"], "myshopifyDomain": rest["myshopify_domain"], "currencyCode": rest["currency"],
+                "ianaTimezone": rest["iana_timezone"], "timezoneAbbreviation": "EST",
+                "plan": {"displayName": rest["plan_display_name"], "partnerDevelopment": False, "shopifyPlus": False},
+                "createdAt": rest["created_at"], "updatedAt": rest["updated_at"]}
 
     # -- webhooks ------------------------------------------------------------------
     def _subscription_json(self, shop: str, sub: WebhookSubscription) -> dict[str, Any]:

@@ -17,12 +17,10 @@ What is TikTok-specific, and why the code looks the way it does:
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -32,8 +30,6 @@ from omnify.integrations.base import (
     Ad,
     AdAccount,
     AdGroup,
-    AuthExpired,
-    AuthRevoked,
     Campaign,
     ConnectorError,
     DailyMetric,
@@ -50,14 +46,14 @@ from omnify.integrations.http import (
     HttpConnector,
     HttpObserver,
     RetryPolicy,
+    TokenCallback,
+    TokenKeeper,
     redact_url,
 )
 from omnify.integrations.money import minor_to_decimal
 from omnify.integrations.tiktok import mapping
 from omnify.integrations.tiktok.mapping import API_PREFIX
 from omnify.integrations.tiktok.oauth import TikTokOAuth, authorize_url
-
-TokenCallback = Callable[[TokenSet], Awaitable[None] | None]
 
 DEFAULT_BASE_URL = "https://business-api.tiktok.com"
 DEFAULT_AUTH_URL = "https://business-api.tiktok.com/portal/auth"
@@ -178,7 +174,6 @@ class TikTokConnector(HttpConnector):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
-        self._on_tokens = on_tokens
         self._http = ConnectorHttp(
             platform=Platform.TIKTOK_ADS.value,
             base_url=settings.base_url,
@@ -191,7 +186,8 @@ class TikTokConnector(HttpConnector):
         )
         self._oauth = TikTokOAuth(self._http, app_id=settings.app_id, secret=settings.secret)
         self._tokens: TokenSet | None = None
-        self._refresh_lock = asyncio.Lock()
+        self._keeper = TokenKeeper(platform="TikTok", current=lambda: self._tokens, refresh=self._oauth.refresh,
+                                   bind=self._keep, on_tokens=on_tokens, skew=settings.refresh_skew)
         self._accounts: dict[str, AdAccount] = {}
         if tokens is not None:
             self.with_tokens(tokens)
@@ -233,31 +229,11 @@ class TikTokConnector(HttpConnector):
     async def revoke(self, tokens: TokenSet) -> None:
         await self._oauth.revoke(tokens)
 
-    async def _refresh_bound(self, stale: TokenSet) -> TokenSet:
-        """Refresh the bound tokens once even if several calls notice expiry together."""
-        async with self._refresh_lock:
-            current = self._tokens
-            if current is not None and current.access_token != stale.access_token:
-                return current  # another task already refreshed
-            fresh = await self._oauth.refresh(stale)
-            self._tokens = fresh
-            if self._on_tokens is not None:
-                result = self._on_tokens(fresh)
-                if inspect.isawaitable(result):
-                    await result
-            return fresh
-
-    async def _access_token(self) -> TokenSet:
-        tokens = self._tokens
-        if tokens is None:
-            raise AuthRevoked("TikTok connector has no tokens bound: authorize first")
-        if (
-            tokens.expires_at is not None
-            and tokens.refresh_token
-            and tokens.expires_at - datetime.now(UTC) < timedelta(seconds=self.settings.refresh_skew)
-        ):
-            tokens = await self._refresh_bound(tokens)
-        return tokens
+    def _keep(self, fresh: TokenSet) -> None:
+        """Bind tokens the keeper refreshed (the advertiser cache stays: same authorization)."""
+        self._tokens = fresh
+        self._http.add_secret(fresh.access_token)
+        self._http.add_secret(fresh.refresh_token)
 
     async def _call(
         self,
@@ -270,26 +246,16 @@ class TikTokConnector(HttpConnector):
     ) -> Mapping[str, Any]:
         """One API call with the bound token; returns the envelope's ``data``."""
         path = f"{API_PREFIX}/{endpoint.strip('/')}/"
-        tokens = await self._access_token()
-        for attempt in (1, 2):
-            headers = {"Access-Token": tokens.access_token}
-            send = self._http.get_json if method == "GET" else self._http.post_json
-            try:
-                payload = await send(
-                    path,
-                    params=_encode_params(params or {}),
-                    json=dict(body) if body is not None else None,
-                    headers=headers,
-                    circuit=circuit,
-                )
-            except AuthExpired:
-                if attempt == 2 or not tokens.refresh_token:
-                    raise
-                tokens = await self._refresh_bound(tokens)
-                continue
-            data = payload.get("data") if isinstance(payload, Mapping) else None
-            return data if isinstance(data, Mapping) else {}
-        raise AssertionError("unreachable")  # pragma: no cover
+        request = self._http.get_json if method == "GET" else self._http.post_json
+
+        async def send(tokens: TokenSet) -> Any:
+            return await request(path, params=_encode_params(params or {}),
+                                 json=dict(body) if body is not None else None,
+                                 headers={"Access-Token": tokens.access_token}, circuit=circuit)
+
+        payload = await self._keeper.call(send)
+        data = payload.get("data") if isinstance(payload, Mapping) else None
+        return data if isinstance(data, Mapping) else {}
 
     async def _paged(
         self, endpoint: str, params: Mapping[str, Any], *, page_size: int, circuit: str | None

@@ -39,8 +39,9 @@ from omnify.integrations.base import (
     TransientError,
 )
 from omnify.integrations.money import decimal_to_minor, to_decimal
+from omnify.integrations.tiktok.version import POLICY as VERSION_POLICY
 
-API_PREFIX = "/open_api/v1.3"
+API_PREFIX = f"/open_api/{VERSION_POLICY.pinned}"  # integrations/tiktok/version.py
 
 # ------------------------------------------------------------------------------ return codes
 OK = 0

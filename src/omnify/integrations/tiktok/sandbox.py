@@ -43,6 +43,7 @@ from omnify.integrations.sandbox_common import (
     OAuthError,
     RequestJournal,
     ServedSandbox,
+    ServedVersions,
     TokenInfo,
     TokenInvalid,
     TokenStore,
@@ -51,6 +52,7 @@ from omnify.integrations.sandbox_common import (
 )
 from omnify.integrations.sandbox_data import Account, EntityNotFound, World, WorldConfig
 from omnify.integrations.tiktok import mapping as m
+from omnify.integrations.tiktok.version import POLICY
 
 P = m.API_PREFIX
 SCOPES = [1, 2, 3, 4, 6]  # TikTok reports scopes as numeric permission ids
@@ -217,6 +219,7 @@ class TikTokSandbox(ServedSandbox):
         access_ttl: int = 86400,
         auto_approve: bool = False,
         clock: Callable[[], float] = time.time,
+        today: date | None = None,  # the day whose version table is served (None: the table's review date)
     ) -> None:
         self.world = world or World(WorldConfig(platform="tiktok_ads"))
         self.app_id = app_id
@@ -227,6 +230,7 @@ class TikTokSandbox(ServedSandbox):
         self.injector = FaultInjector(faults)
         self.injector.on_expire_tokens(self._expire_tokens)
         self.journal = RequestJournal()
+        self.versions = ServedVersions(POLICY, today)
         self.app: Starlette = self._build_app()
         self._server = None
         # Paging a report re-requests the same window once per page; keep the last few
@@ -271,17 +275,22 @@ class TikTokSandbox(ServedSandbox):
             ("POST", "ad/status/update", self.h_ad_status),
             ("POST", "campaign/update", self.h_campaign_update),
             ("POST", "adgroup/budget/update", self.h_adgroup_budget),
+            ("POST", "adgroup/update", self.h_adgroup_update),
         ]
         routes = [Route("/portal/auth", self.h_portal_auth, methods=["GET", "POST"])]
         for method, endpoint, handler in api:
             wrapped = self._endpoint(handler)
             routes.append(Route(f"{P}/{endpoint}/", wrapped, methods=[method]))
             routes.append(Route(f"{P}/{endpoint}", wrapped, methods=[method]))
+        # Any other version: TikTok switched it off (v1.2) or never had it; answered below.
+        routes.append(Route("/open_api/{version}/{rest:path}", self.h_other_version,
+                            methods=["GET", "POST", "PUT", "DELETE"]))
         routes += control_routes(
             self.injector,
             self.journal,
             on_reset=self.reset,
-            extra_state=lambda: {"app_id": self.app_id, "accounts": sorted(self.world.accounts)},
+            extra_state=lambda: {"app_id": self.app_id, "accounts": sorted(self.world.accounts),
+                                 **self.versions.state()},
         )
         middleware = [
             Middleware(
@@ -765,22 +774,62 @@ class TikTokSandbox(ServedSandbox):
             raise ApiError(m.CODE_INVALID_PARAM, "budget: must be greater than 0.")
         return minor
 
-    async def h_campaign_update(self, request: Request) -> Any:
+    async def _update_target(
+        self, request: Request, level: str
+    ) -> tuple[Account, dict[str, Any], str, Any, str | None]:
+        """The advertiser, body, entity and validated new name of a ``<level>/update/`` call
+        (nothing applied yet: a call refused for its budget must not have renamed anything)."""
         info = self._token(request)
         body = await self._body(request)
         acc = self._advertiser(info, body.get("advertiser_id"))
-        cid = str(body.get("campaign_id") or "")
-        campaign = acc.campaigns.get(cid)
-        if campaign is None:
-            raise ApiError(m.CODE_INVALID_PARAM, f"campaign_id: {cid} does not exist in advertiser {acc.id}.")
-        if "campaign_name" in body:
-            name = str(body["campaign_name"]).strip()
+        key = f"{level}_id"
+        ident = str(body.get(key) or "")
+        entity = (acc.campaigns if level == "campaign" else acc.ad_groups).get(ident)
+        if entity is None:
+            raise ApiError(m.CODE_INVALID_PARAM, f"{key}: {ident} does not exist in advertiser {acc.id}.")
+        if entity.status == "deleted":
+            raise ApiError(m.CODE_INVALID_PARAM, f"{ident} has been deleted and cannot be modified.")
+        name = None
+        if f"{level}_name" in body:
+            name = str(body[f"{level}_name"]).strip()
             if not name or len(name) > 512:
-                raise ApiError(m.CODE_INVALID_PARAM, "campaign_name: length must be between 1 and 512.")
+                raise ApiError(m.CODE_INVALID_PARAM, f"{level}_name: length must be between 1 and 512.")
+        return acc, body, ident, entity, name
+
+    async def h_campaign_update(self, request: Request) -> Any:
+        acc, body, cid, campaign, name = await self._update_target(request, "campaign")
+        minor = self._budget_minor(body["budget"], acc.currency) if "budget" in body else None
+        if name is not None:
             campaign.name = name
-        if "budget" in body:
-            self.world.set_budget(cid, self._budget_minor(body["budget"], acc.currency))
+        if minor is not None:
+            self.world.set_budget(cid, minor)
         return self._campaign_json(acc, campaign)
+
+    async def h_other_version(self, request: Request) -> Response:
+        """A version this sandbox does not serve. TikTok switched v1.2 off after its migration
+        year: its calls fail with HTTP 404 and the usual envelope (code 40002 naming the version);
+        unknown versions get the same."""
+        version = request.path_params["version"]
+        status = self.versions.status(version)
+        what = "has been deprecated and is no longer available" if status == "expired" else "does not exist"
+        return envelope(code=m.CODE_INVALID_PARAM, status=404,
+                        message=f"API version {version} {what}. Please use {self.versions.latest}.")
+
+    async def h_adgroup_update(self, request: Request) -> Any:
+        """``adgroup/update/``: the SDK's way to change an ad group (name, daily budget)."""
+        acc, body, gid, group, name = await self._update_target(request, "adgroup")
+        minor = self._budget_minor(body["budget"], acc.currency) if body.get("budget") is not None else None
+        if minor is not None and acc.campaigns[group.campaign_id].daily_budget_minor:
+            raise ApiError(m.CODE_INVALID_PARAM, "budget: the campaign uses campaign budget optimization; set "
+                           "the budget on the campaign.")
+        if name is not None:
+            group.name = name
+        if minor is not None:
+            try:
+                self.world.set_budget(gid, minor)
+            except (ValueError, EntityNotFound) as exc:
+                raise ApiError(m.CODE_INVALID_PARAM, str(exc)) from None
+        return self._adgroup_json(acc, group)
 
     async def h_adgroup_budget(self, request: Request) -> Any:
         info = self._token(request)

@@ -120,11 +120,13 @@ def rfm_from_orders(customer_id: Any, order_date: Any, amount: Any, observation_
     first_amt = np.bincount(c_u[is_first], weights=a_u[is_first], minlength=n_c)
     freq = count - 1.0
     monetary = np.divide(total - first_amt, freq, out=np.zeros(n_c), where=freq > 0)
+    has_values = bool((amt > 0).any())
     return RFM.build(
         frequency=freq,
         recency=(last - first).astype(np.float64),
         T=(-first).astype(np.float64),
-        monetary=np.maximum(monetary, 0.0),
+        # a store whose orders carry no amounts still has a purchase history worth modelling
+        monetary=np.maximum(monetary, 0.0) if has_values else None,
         customer_id=labels,
     )
 
@@ -320,13 +322,24 @@ def customer_ltv(rfm: RFM, config: LTVConfig | None = None, *, first_order_value
         reason = f"only {n} customers, need {cfg.min_customers} to fit BG/NBD"
     elif repeaters < cfg.min_repeat_customers:
         reason = f"only {repeaters} repeat customers, need {cfg.min_repeat_customers}"
+    has_values = bool((m[x > 0] > 0).any())
     if not reason:
         bg = fit_bgnbd(x, tx, big_t, penalizer=cfg.penalizer)
-        gg = fit_gamma_gamma(x, m, penalizer=cfg.penalizer)
-        if gg.q <= 1.0:
-            reason = "Gamma-Gamma population mean is undefined (q <= 1): order values too heavy-tailed"
-            gg = None
-    if bg is not None and gg is not None:
+        if has_values:
+            gg = fit_gamma_gamma(x, m, penalizer=cfg.penalizer)
+            if gg.q <= 1.0:
+                reason = "Gamma-Gamma population mean is undefined (q <= 1): order values too heavy-tailed"
+                gg = None
+    if bg is not None and not has_values:
+        # Orders without amounts: purchases and survival from BG/NBD, no money figures;
+        # customers are ranked (and segmented) by expected purchases.
+        purchases = expected_purchases(bg, cfg.horizon_days, x, tx, big_t)
+        alive = probability_alive(bg, x, tx, big_t)
+        value = np.zeros(n)
+        method = "bgnbd"
+        reason = "orders carry no amounts: value not estimated, customers ranked by expected purchases"
+        evidence["order_values"] = False
+    elif bg is not None and gg is not None:
         purchases = expected_purchases(bg, cfg.horizon_days, x, tx, big_t)
         value = expected_order_value(gg, x, m)
         alive = probability_alive(bg, x, tx, big_t)
@@ -348,7 +361,7 @@ def customer_ltv(rfm: RFM, config: LTVConfig | None = None, *, first_order_value
         alive = np.ones(n)
         method = "naive"
     ltv = purchases * value
-    segment = _segments(ltv, alive, x, cfg)
+    segment = _segments(ltv if has_values else purchases, alive, x, cfg)
     summaries = [
         SegmentSummary(
             segment=name,

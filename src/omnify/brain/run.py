@@ -20,6 +20,7 @@ band; LTV, 10% of the at-risk customers' repeat value; ideas, the rule's own est
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -89,6 +90,10 @@ class BrainFrames:
     budget: BudgetPlan | None = None
     as_of: DateLike | None = None
     currency: str = ""
+    names: Mapping[str, str] = field(default_factory=dict)
+    """Display names of ads and campaigns by id: titles and ideas name what a person recognises."""
+    calendar: Sequence[DateLike] = ()
+    """The client's market days (holidays, retail events; see :mod:`omnify.brain.calendar`)."""
 
 
 @dataclass(frozen=True)
@@ -151,30 +156,32 @@ def run_brain(
     timings["pivot"] = _ms(t0)
 
     t0 = time.perf_counter()
-    fatigue = detect_fatigue(ads, cfg.fatigue, as_of=as_of) if len(ads) else []
+    fatigue = detect_fatigue(ads, cfg.fatigue, as_of=as_of, holidays=frames.calendar) if len(ads) else []
     timings["fatigue"] = _ms(t0)
 
     t0 = time.perf_counter()
     anomalies: list[AnomalyIncident] = []
+    series: EntitySeries | None = None
     if ad_pv is not None:
         series = EntitySeries.from_pivot(ad_pv)
         since = None if as_of is None else as_of - np.timedelta64(cfg.alert_lookback_days - 1, "D")
-        anomalies = detect_anomalies(series, cfg.anomaly, since=since)
+        anomalies = detect_anomalies(series, cfg.anomaly, since=since, holidays=frames.calendar)
     timings["anomaly"] = _ms(t0)
 
     t0 = time.perf_counter()
     allocation: AllocationResult | None = None
-    if ad_pv is not None:
+    if ad_pv is not None and series is not None:
         plan = frames.budget or BudgetPlan()
         acfg = replace(cfg.allocation, max_daily_change=plan.max_daily_change)
         try:
             allocation = allocation_from_pivot(
-                ad_pv.rollup("campaign_id"),
+                series.campaign_pivot(),
                 total_budget=plan.total_budget,
                 current=plan.current,
                 min_budget=plan.min_budget,
                 max_budget=plan.max_budget,
                 config=acfg,
+                holidays=frames.calendar,
             )
         except BrainInputError as exc:
             warnings.append(f"allocation skipped: {exc.detail}")
@@ -187,8 +194,10 @@ def run_brain(
         rfm = rfm_from_orders(frames.orders.customer_id, frames.orders.date, frames.orders.amount, as_of)
     if rfm is not None and len(rfm):
         ltv = customer_ltv(rfm, cfg.ltv)
-        if ltv.method != "bgnbd+gamma-gamma":
+        if ltv.method == "naive":
             warnings.append(f"LTV fell back to the naive method: {ltv.reason}")
+        elif ltv.method != "bgnbd+gamma-gamma":
+            warnings.append(f"LTV: {ltv.reason}")
     timings["ltv"] = _ms(t0)
 
     t0 = time.perf_counter()
@@ -204,6 +213,7 @@ def run_brain(
 
     recs = (
         _fatigue_recs(fatigue, cfg)
+        + _forecast_recs(fatigue, cfg)
         + _anomaly_recs(anomalies)
         + _allocation_recs(allocation, cfg, as_of)
         + _ltv_recs(ltv, as_of)
@@ -264,6 +274,7 @@ def performance_summary(
             creatives.append(
                 {
                     "ad_id": ad,
+                    "name": frames.names.get(ad) or ad,
                     "platform": recent.attrs["platform"][i],
                     "campaign_id": recent.attrs["campaign_id"][i],
                     "spend": round(tot["spend"], 2),
@@ -319,6 +330,43 @@ def _fatigue_recs(results: list[FatigueResult], cfg: BrainConfig) -> list[Recomm
     return recs
 
 
+def _forecast_recs(results: list[FatigueResult], cfg: BrainConfig) -> list[Recommendation]:
+    """"Fatigue expected in N days": an ad whose CTR is falling towards the threshold, raised ahead.
+
+    One recommendation per ad (the key has no date), updated while the decline goes on and
+    expired by the next run once the trend recovers or the ad crosses (then it is fatigue).
+    """
+    recs = []
+    for f in results:
+        fc = f.forecast
+        if f.fatigued or not fc:
+            continue
+        days = max(1, round(float(fc["days_to_threshold"])))
+        spend = float(f.evidence.get("recent_daily_spend", 0.0))
+        recs.append(
+            Recommendation(
+                module="fatigue",
+                kind="fatigue_forecast",
+                dedupe_key=f"fatigue-forecast:{f.ad_id}",
+                title=(
+                    f"Fatigue expected in {days} days: CTR of ad {f.ad_id} is {float(fc['current_drop']):.0%} "
+                    f"below its level and falling about {float(fc['fall_per_day']):.1%} a day"
+                ),
+                target={"level": "ad", "id": f.ad_id, "campaign_id": f.campaign_id},
+                confidence=round(min(0.95, 1.0 - math.exp(-float(fc["slope_z"]) / 3.0)), 4),
+                expected_impact=round(spend * float(fc["threshold_drop"]) * cfg.impact_days, 2),
+                action=None,
+                evidence={
+                    "forecast": fc,
+                    "state": f.state,
+                    "advice": "prepare a refreshed creative now; replace the ad when the warning turns into fatigue",
+                    **{k: v for k, v in f.evidence.items() if k != "forecast"},
+                },
+            )
+        )
+    return recs
+
+
 def _anomaly_recs(incidents: list[AnomalyIncident]) -> list[Recommendation]:
     conf = {"high": 0.9, "medium": 0.75, "low": 0.6}
     return [
@@ -350,18 +398,21 @@ def _anomaly_recs(incidents: list[AnomalyIncident]) -> list[Recommendation]:
 def _allocation_recs(
     alloc: AllocationResult | None, cfg: BrainConfig, as_of: np.datetime64 | None
 ) -> list[Recommendation]:
+    """Today's step of the guarded path towards the plan, with the plan and the path as evidence."""
     if alloc is None:
         return []
     changes = {c.campaign_id: c.recommended for c in alloc.campaigns if abs(c.recommended - c.current) >= 0.01}
     if not changes or alloc.expected_revenue_change <= 0 or (alloc.band_low <= 0 and alloc.probability_positive < 0.8):
         return []
     day = "" if as_of is None else str(as_of)
+    steps = alloc.evidence.get("steps_to_plan")
+    to_go = f"day 1 of {steps}" if steps else f"the first of at least {len(alloc.path)} daily steps"
     return [
         Recommendation(
             module="allocation",
             kind="change_budgets",
             dedupe_key=f"allocation:{day}",
-            title=f"Reallocate daily budgets across {len(changes)} campaigns",
+            title=f"Move daily budgets of {len(changes)} campaigns towards the best plan ({to_go})",
             target={"level": "client", "id": "budgets"},
             confidence=alloc.probability_positive,
             expected_impact=round(alloc.expected_revenue_change * cfg.impact_days, 2),
@@ -370,6 +421,11 @@ def _allocation_recs(
                 "daily_revenue_change": alloc.expected_revenue_change,
                 "band": [alloc.band_low, alloc.band_high],
                 "band_level": alloc.band_level,
+                "first_step_revenue_change": alloc.evidence.get("first_step_revenue_change"),
+                "plan": {c.campaign_id: c.planned for c in alloc.campaigns},
+                "path": alloc.path,
+                "steps_to_plan": steps,
+                "guardrail": alloc.evidence.get("guardrail"),
                 "campaigns": [c.to_dict() for c in alloc.campaigns],
             },
         )

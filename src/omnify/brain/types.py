@@ -87,10 +87,36 @@ class JsonMixin:
         return out
 
 
-def as_dates(values: Sequence[DateLike] | npt.ArrayLike, name: str = "date") -> DateArray:
-    """Coerce dates (ISO strings, ``date``, ``datetime64``) to ``datetime64[D]``."""
+def _refuse_times(arr: Any, name: str) -> None:
+    """Hourly (or finer) rows are refused: summing them into days silently would hide a partial day."""
+    if arr.size == 0:
+        return
+    if np.issubdtype(arr.dtype, np.datetime64):
+        if np.datetime_data(arr.dtype)[0] in ("D", "W", "M", "Y"):
+            return
+        has_time = bool((arr != arr.astype("datetime64[D]")).any())
+    elif arr.dtype == object and isinstance(arr.flat[0], datetime):
+        has_time = any(isinstance(v, datetime) and v.time() != datetime.min.time() for v in arr.ravel())
+    elif arr.dtype.kind in "US":
+        has_time = any("T" in str(v) or ":" in str(v) for v in arr.ravel()[:1000])
+    else:
+        return
+    if has_time:
+        raise BrainInputError(
+            f"{name}: rows carry times of day (hourly data). The brain works on calendar days: sum the hours "
+            "into days in the client's time zone (and leave out a day that is not over yet) before sending them"
+        )
+
+
+def as_dates(values: Sequence[DateLike] | npt.ArrayLike, name: str = "date", *, daily: bool = False) -> DateArray:
+    """Coerce dates (ISO strings, ``date``, ``datetime64``) to ``datetime64[D]``.
+
+    ``daily=True`` refuses values with a time of day (hourly rows) with a clear error.
+    """
     try:
         arr = np.asarray(values)
+        if daily:
+            _refuse_times(arr, name)
         if arr.dtype == object and arr.size and isinstance(arr.flat[0], datetime):
             arr = np.asarray([v.date() if isinstance(v, datetime) else v for v in arr.ravel()])
         out = arr.astype("datetime64[D]").ravel()
@@ -215,7 +241,7 @@ class DailyAdMetrics:
         platform: Sequence[str] | npt.ArrayLike | None = None,
         frequency: npt.ArrayLike | None = None,
     ) -> DailyAdMetrics:
-        dates = as_dates(date)
+        dates = as_dates(date, daily=True)
         n = dates.shape[0]
         ads = as_labels(ad_id, "ad_id", n)
         imps = as_float(impressions, "impressions", n)
@@ -261,12 +287,30 @@ class DailyAdMetrics:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Pivot:
-    """A long frame reshaped to dense ``entity x day`` matrices over one date grid."""
+    """A long frame reshaped to dense ``entity x day`` matrices over one date grid.
+
+    ``rows`` counts the input rows behind each cell: a cell with no row is *missing*
+    (a sync gap, a lost row, or a day without delivery, which platforms do not report),
+    never a measured zero. The value matrices hold 0 there only so sums stay simple;
+    every module reads ``present`` before trusting a cell.
+    """
 
     keys: list[str]
     dates: DateArray
     values: dict[str, FloatArray]
     attrs: dict[str, list[str]]
+    rows: FloatArray | None = None
+
+    @property
+    def present(self) -> BoolArray:
+        if self.rows is None:
+            out: BoolArray = np.ones(self.shape, dtype=bool)
+            return out
+        return np.asarray(self.rows > 0, dtype=bool)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.keys), int(self.dates.shape[0])
 
     def rollup(self, attr: str, keep_attrs: Sequence[str] = ()) -> Pivot:
         """Sum rows sharing the attribute ``attr`` (e.g. ads -> campaigns)."""
@@ -279,13 +323,20 @@ class Pivot:
             self.dates,
             {k: onehot @ v for k, v in self.values.items()},
             {a: [self.attrs[a][i] for i in first.tolist()] for a in keep_attrs},
+            None if self.rows is None else onehot @ self.rows,
         )
 
     def window(self, start: np.datetime64 | None, end: np.datetime64 | None) -> Pivot:
         """Columns between ``start`` and ``end`` (inclusive)."""
         lo = 0 if start is None else int(np.searchsorted(self.dates, to_day(start)))
         hi = self.dates.shape[0] if end is None else int(np.searchsorted(self.dates, to_day(end), "right"))
-        return Pivot(self.keys, self.dates[lo:hi], {k: v[:, lo:hi] for k, v in self.values.items()}, self.attrs)
+        return Pivot(
+            self.keys,
+            self.dates[lo:hi],
+            {k: v[:, lo:hi] for k, v in self.values.items()},
+            self.attrs,
+            None if self.rows is None else self.rows[:, lo:hi],
+        )
 
 
 def factorize(labels: Sequence[str]) -> tuple[list[str], IntArray]:
@@ -304,7 +355,7 @@ def pivot(
     start: np.datetime64 | None = None,
     end: np.datetime64 | None = None,
 ) -> Pivot:
-    """Sum rows into dense matrices; days without a row are zeros (no delivery).
+    """Sum rows into dense matrices; ``rows`` counts the rows behind each cell (0 = missing).
 
     ``keys`` may be pre-factorised ``(labels, codes)`` so a frame pivoted several times
     pays for the string work once.
@@ -314,7 +365,8 @@ def pivot(
     else:
         labels, codes = factorize(keys)
     if not labels:
-        return Pivot([], np.array([], dtype="datetime64[D]"), {k: np.zeros((0, 0)) for k in columns}, {})
+        empty = np.zeros((0, 0))
+        return Pivot([], np.array([], dtype="datetime64[D]"), dict.fromkeys(columns, empty), {}, empty)
     d0 = to_day(start) if start is not None else dates.min()
     d1 = to_day(end) if end is not None else dates.max()
     grid = np.arange(d0, d1 + np.timedelta64(1, "D"), dtype="datetime64[D]")
@@ -328,9 +380,10 @@ def pivot(
         .reshape(len(labels), grid.shape[0])
         for name, col in columns.items()
     }
+    rows = np.bincount(flat, minlength=size).astype(np.float64).reshape(len(labels), grid.shape[0])
     _, first_row = np.unique(codes, return_index=True)
     out_attrs = {name: [seq[i] for i in first_row.tolist()] for name, seq in (attrs or {}).items()}
-    return Pivot(labels, grid, values, out_attrs)
+    return Pivot(labels, grid, values, out_attrs, rows)
 
 
 # --------------------------------------------------------------------------- results
@@ -351,6 +404,13 @@ class FatigueResult(JsonMixin):
     cvr_drop: float | None
     reason: str
     evidence: dict[str, Any]
+    state: str = "healthy"
+    """``fatigued``, ``declining`` (too young to call), ``recovering`` (a dip that came back),
+    ``healthy`` or ``insufficient_data``."""
+    onset_interval: tuple[str, str] | None = None
+    """95% likelihood-ratio interval of the onset date."""
+    forecast: dict[str, Any] | None = None
+    """When the CTR is expected to cross the fatigue threshold at its current trend (None when not confident)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,6 +448,12 @@ class ResponseCurve(JsonMixin):
     spend_range: tuple[float, float]
     marginal_roas_band: tuple[float, float] | None = None
     """90% interval of the revenue from one more unit of daily spend at the current level."""
+    family: str = "hill"
+    """``hill`` (beta x^s / (K^s + x^s)) or ``constant-elasticity`` (beta x^s, half_saturation = inf)."""
+    elasticity: float | None = None
+    elasticity_raw: float | None = None
+    """The campaign's own estimate before shrinkage towards the client's other campaigns."""
+    elasticity_se: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -400,8 +466,12 @@ class CampaignAllocation(JsonMixin):
     expected_revenue_current: float
     expected_revenue_recommended: float
     marginal_roas: float | None
+    """Revenue from one more unit of daily spend at the planned budget."""
     locked: bool
     reason: str
+    planned: float | None = None
+    """The best daily budget (the plan); ``recommended`` is today's step towards it within the guardrail."""
+    expected_revenue_planned: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,6 +485,9 @@ class AllocationResult(JsonMixin):
     probability_positive: float
     curves: list[ResponseCurve]
     evidence: dict[str, Any]
+    path: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """The guarded day-by-day path to the plan: budgets, expected revenue and its band at each step.
+    ``expected_revenue_change`` and the band are the plan's (where the path leads)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -474,8 +547,8 @@ class RFM:
             raise BrainInputError("frequency: must be whole numbers of repeat purchases")
         if (rec > age + 1e-9).any():
             raise BrainInputError("recency: cannot exceed T (time since first purchase)")
-        if monetary is not None and ((freq > 0) & (mon <= 0)).any():
-            raise BrainInputError("monetary: repeat customers need a positive mean order value")
+        # A repeat customer with a zero mean order value is real data (free or fully refunded
+        # orders: CDNOW has them); Gamma-Gamma leaves such customers out of its fit.
         ids = as_labels(customer_id, "customer_id", n) if customer_id is not None else [str(i) for i in range(n)]
         return cls(ids, freq, np.where(freq > 0, rec, 0.0), age, mon)
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, String
+from sqlalchemy import Float, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnify.core.db import Base, IdMixin, JSONType, TenantMixin, TimestampMixin
@@ -47,3 +47,23 @@ class BrainRun(IdMixin, TimestampMixin, TenantMixin, Base):
     outcome: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     warnings: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     error: Mapped[str | None] = mapped_column(String(500))
+
+
+class BrainCalendar(IdMixin, TimestampMixin, TenantMixin, Base):
+    """A client's market calendar for the brain: its country, and the days it added or removed.
+
+    The country's public holidays and retail events come from :mod:`omnify.brain.calendar`;
+    this row holds only the client's choices, so a corrected holiday rule reaches every
+    client without a data migration.
+    """
+
+    __tablename__ = "brain_calendars"
+    __table_args__ = (UniqueConstraint("org_id", "client_id"),)
+
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_profiles.id", ondelete="CASCADE"), index=True)
+    #: ISO 3166-1 alpha-2; None: no country calendar (only the added days).
+    country: Mapped[str | None] = mapped_column(String(2))
+    #: [{"start": "YYYY-MM-DD", "end": "YYYY-MM-DD", "name": "..."}]: the client's own market days.
+    added: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    #: ["YYYY-MM-DD", ...]: country days that do not move this client's market.
+    removed: Mapped[list[Any]] = mapped_column(JSONType, default=list)

@@ -29,10 +29,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnify.actions import guardrails
+from omnify.brain.calendar import CalendarEvent, calendar_days
 from omnify.brain.ideas import IdeaProvider
 from omnify.brain.run import BrainResult, run_brain
 from omnify.brain_runs import loader
-from omnify.brain_runs.models import BrainRun, RunStatus, RunTrigger
+from omnify.brain_runs.models import BrainCalendar, BrainRun, RunStatus, RunTrigger
+from omnify.brain_runs.schemas import CalendarDayOut, CalendarEventIn, CalendarIn, CalendarOut
 from omnify.brain_runs.translate import ClientData, build_frames, config_for, findings_from, summarize_inputs
 from omnify.clients import service as clients
 from omnify.core.db import utcnow
@@ -107,6 +109,11 @@ async def run_for_client(
         data = await loader.load_client_data(
             session, org_id, client_id, since=today - timedelta(days=LOOKBACK_DAYS - 1), until=today,
             orders_since=today - timedelta(days=ORDERS_LOOKBACK_DAYS))
+        cal = await calendar_settings(session, org_id, client_id)
+        if cal is not None:
+            data.country = cal.country
+            data.calendar_added = _events(cal.added)
+            data.calendar_removed = [date.fromisoformat(d) for d in cal.removed or []]
         data.profile = {"company_name": client.company_name, "industry": client.industry,
                         "website": client.website, "description": client.description,
                         "currency": client.currency, **{k: v for k, v in (client.brand or {}).items()
@@ -163,6 +170,56 @@ async def list_runs(
     stmt = keyset(select(BrainRun).where(BrainRun.org_id == org_id, BrainRun.client_id == client_id),
                   BrainRun.created_at, BrainRun.id, params)  # type: ignore[arg-type]
     return (await session.scalars(stmt)).all()
+
+
+def _events(rows: Any) -> list[CalendarEvent]:
+    out = []
+    for e in rows or []:
+        try:
+            out.append(CalendarEvent(date.fromisoformat(e["start"]), date.fromisoformat(e["end"]), str(e["name"]),
+                                     "custom"))
+        except (KeyError, TypeError, ValueError):
+            continue  # written through the validated API only; never fail a run on one odd entry
+    return out
+
+
+async def calendar_settings(session: AsyncSession, org_id: uuid.UUID, client_id: uuid.UUID) -> BrainCalendar | None:
+    stmt = select(BrainCalendar).where(BrainCalendar.org_id == org_id, BrainCalendar.client_id == client_id)
+    row: BrainCalendar | None = await session.scalar(stmt)
+    return row
+
+
+async def get_calendar(session: AsyncSession, org_id: uuid.UUID, client_id: uuid.UUID, year: int) -> CalendarOut:
+    await clients.get_client(session, org_id, client_id)
+    row = await calendar_settings(session, org_id, client_id)
+    return _calendar_out(client_id, row, year)
+
+
+async def put_calendar(
+    session: AsyncSession, org_id: uuid.UUID, client_id: uuid.UUID, body: CalendarIn, year: int
+) -> CalendarOut:
+    await clients.get_live_client(session, org_id, client_id)
+    row = await calendar_settings(session, org_id, client_id)
+    if row is None:
+        row = BrainCalendar(id=uuid.uuid4(), org_id=org_id, client_id=client_id)
+        session.add(row)
+    row.country = body.country
+    row.added = [e.model_dump(mode="json") for e in body.added]
+    row.removed = sorted({d.isoformat() for d in body.removed})
+    await session.commit()
+    return _calendar_out(client_id, row, year)
+
+
+def _calendar_out(client_id: uuid.UUID, row: BrainCalendar | None, year: int) -> CalendarOut:
+    country = row.country if row else None
+    added = _events(row.added if row else [])
+    removed = [date.fromisoformat(d) for d in (row.removed if row else [])]
+    days = calendar_days(country, date(year, 1, 1), date(year, 12, 31), added=added, removed=removed)
+    return CalendarOut(
+        client_id=client_id, country=country,
+        added=[CalendarEventIn(start=e.start, end=e.end, name=e.name) for e in added], removed=removed, year=year,
+        days=[CalendarDayOut(date=d, name=n, kind=k) for d, n, k in days],
+    )
 
 
 async def due_clients(session: AsyncSession, org_id: uuid.UUID) -> list[uuid.UUID]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from omnify.brain.calendar import CalendarEvent, client_calendar
 from omnify.brain.run import BrainConfig, BrainFrames, BrainResult, BudgetPlan, Orders
 from omnify.brain.run import Recommendation as BrainRecommendation
 from omnify.brain.types import DailyAdMetrics
@@ -79,6 +80,10 @@ class ClientData:
     days: list[AdDay] = field(default_factory=list)
     orders: list[OrderRow] = field(default_factory=list)
     profile: dict[str, Any] = field(default_factory=dict)
+    country: str | None = None
+    """ISO country whose holidays and retail events are the client's market days."""
+    calendar_added: list[CalendarEvent] = field(default_factory=list)
+    calendar_removed: list[date] = field(default_factory=list)
 
     def currencies(self) -> list[str]:
         """Currencies with data, the one with the most ad spend first."""
@@ -113,6 +118,11 @@ def build_frames(
     budgets = {k: float(c.daily_budget_minor) for k, c in data.campaigns.items()
                if k in in_frame and c.daily_budget_minor and (c.status or "active") == "active"}
     orders = [o for o in data.orders if o.currency.upper() == currency]
+    calendar: list[date] = []
+    if days:
+        first, last = min(d.day for d in days), max(d.day for d in days)
+        calendar = client_calendar(data.country, first, last, added=data.calendar_added,
+                                   removed=data.calendar_removed)
     return BrainFrames(
         client_id=data.client_id,
         ads=frame,
@@ -122,6 +132,9 @@ def build_frames(
         budget=BudgetPlan(current=budgets or None, max_daily_change=max_daily_change),
         as_of=as_of,
         currency=currency,
+        calendar=calendar,
+        names={**{k: a.name for k, a in ads.items() if a.name},
+               **{k: c.name for k, c in data.campaigns.items() if c.name}},
     )
 
 

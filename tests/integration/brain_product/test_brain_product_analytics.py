@@ -25,6 +25,7 @@ from omnify.analytics.kpis import Dimension, MetricRow
 from omnify.connections.models import Connection
 from omnify.core.db import Database, bind_tenant
 from omnify.settings import Settings
+from omnify.sync import repository as sync_repository
 from omnify.sync.models import AdMetricDaily, SyncAd, SyncAdAccount, SyncCampaign
 from tests.integration.brain_product.conftest import Team, new_client, org_url
 
@@ -96,6 +97,9 @@ async def store_fixture(database: Database, org_id: str, client_id: str,
             s.add(AdMetricDaily(level="campaign", entity_external_id=f"{r.key}-ext", spend_minor=r.spend_minor,
                                 impressions=r.impressions, clicks=r.clicks, conversions=r.conversions,
                                 revenue_minor=r.revenue_minor, **common))
+        await s.flush()
+        # Rows written behind the sync's back: sum them into the rollups as the sync would.
+        await sync_repository.rebuild_rollups(s, org, client)
         await s.commit()
     return keys
 

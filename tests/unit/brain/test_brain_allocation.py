@@ -123,11 +123,29 @@ def test_uncurved_and_zero_budget_campaigns_stay_put() -> None:
     assert result.expected_revenue_change == pytest.approx(0.0, abs=1e-6)
 
 
+def test_plan_is_unboxed_and_the_guarded_path_reaches_it() -> None:
+    curves = {"sat": _curve("sat", 300.0, 20.0, 1.0), "open": _curve("open", 3000.0, 1000.0, 1.0)}
+    result = allocate_budget(curves, {"sat": 100.0, "open": 100.0}, config=AllocationConfig(max_daily_change=0.2))
+    by_id = {c.campaign_id: c for c in result.campaigns}
+    assert by_id["sat"].planned is not None and by_id["sat"].planned < 60.0  # the plan is not the +-20% box
+    assert by_id["sat"].recommended == pytest.approx(80.0)  # today's step is within the guardrail
+    path = result.path
+    assert 2 <= len(path) <= 10 and result.evidence["steps_to_plan"] == len(path)
+    for prev, step in zip([{"sat": 100.0, "open": 100.0}, *[p["budgets"] for p in path]], [p["budgets"] for p in path]):
+        for cid in prev:
+            assert step[cid] <= prev[cid] * 1.2 + 0.02 and step[cid] >= prev[cid] * 0.8 - 0.02
+        assert sum(step.values()) == pytest.approx(200.0, abs=0.05)
+    revenue = [p["expected_revenue"] for p in path]
+    assert revenue == sorted(revenue)  # every step is expected to earn more than the one before
+    assert path[-1]["budgets"]["sat"] == pytest.approx(by_id["sat"].planned, abs=1.0)  # within 1% of the mean budget
+    assert result.expected_revenue_change == pytest.approx(path[-1]["revenue_change"], rel=0.02)
+
+
 def test_infeasible_total_is_a_client_error() -> None:
     curves = {"a": _curve("a", 500.0, 50.0, 1.0)}
     with pytest.raises(BrainInputError) as exc:
-        allocate_budget(curves, {"a": 100.0}, 200.0, config=AllocationConfig(max_daily_change=0.2))
-    assert "outside what the guardrails allow" in exc.value.detail
+        allocate_budget(curves, {"a": 100.0}, 200.0, max_budget={"a": 150.0})
+    assert "outside what the budget limits allow" in exc.value.detail
     with pytest.raises(BrainInputError):
         allocate_budget(curves, {"a": 100.0}, 100.0, min_budget={"a": 130.0})
     with pytest.raises(BrainInputError):
@@ -175,3 +193,94 @@ def test_model_jacobian_matches_finite_differences() -> None:
     np.testing.assert_allclose(jac, num, rtol=1e-4, atol=1e-6)
     extreme = allocation._predict_and_jac(np.array([0.5, 1e30, 1e-30, 3.0]), x)
     assert np.all(np.isfinite(extreme[0])) and np.all(np.isfinite(extreme[1]))
+
+
+def _reference_band(
+    fitted: list[ResponseCurve | None], cur: np.ndarray, rec: np.ndarray, level: float
+) -> tuple[float, float, float]:
+    """The band as a per-campaign loop of scalar delta-method calls (the form before vectorising)."""
+    from scipy.stats import norm
+
+    var, delta = 0.0, 0.0
+    for i, c in enumerate(fitted):
+        if c is None or abs(rec[i] - cur[i]) < 1e-9:
+            continue
+        params = np.array([c.beta, c.half_saturation, c.shape])
+
+        def change(b: float, k: float, sh: float, i: int = i) -> float:
+            return float(allocation.steady_state(b, k, sh, rec[i]) - allocation.steady_state(b, k, sh, cur[i]))
+
+        delta += change(*params)
+        var += allocation._delta_sd(change, params, np.asarray(c.covariance)[1:, 1:]) ** 2
+    sd = float(np.sqrt(var))
+    z = float(norm.ppf(0.5 + level / 2.0))
+    return delta - z * sd, delta + z * sd, float(norm.cdf(delta / sd)) if sd > 0 else float(delta > 0)
+
+
+def test_vectorised_band_equals_the_per_campaign_delta_method() -> None:
+    rng = np.random.default_rng(3)
+    fitted: list[ResponseCurve | None] = []
+    for k in range(12):
+        if k == 4:
+            fitted.append(None)
+            continue
+        e = float(rng.uniform(0.2, 0.8))
+        beta = float(rng.uniform(1.0, 30.0))
+        cov = np.zeros((4, 4))
+        cov[1, 1], cov[3, 3] = (0.1 * beta) ** 2, 0.01
+        cov[1, 3] = cov[3, 1] = -0.02 * beta
+        if k % 3 == 0:  # a Hill curve with a finite, uncertain half-saturation
+            hill_cov = [[0.0] * 4, [0.0, 25.0, 1.0, 0.0], [0.0, 1.0, 16.0, 0.1], [0.0, 0.0, 0.1, 0.01]]
+            fitted.append(ResponseCurve(f"c{k}", beta * 50, 80.0, 1.0 + e, 0.3, 0.5, 200, 1.0, hill_cov, (0.0, 300.0)))
+        else:
+            fitted.append(ResponseCurve(f"c{k}", beta, float("inf"), e, 0.0, 0.0, 200, 1.0, cov.tolist(), (0.0, 300.0)))
+    cur = rng.uniform(20.0, 200.0, 12)
+    for rec in (cur * rng.uniform(0.8, 1.2, 12), cur.copy(), cur * 1.5):
+        got = allocation._band(allocation._BandInputs.of(fitted), cur, rec, AllocationConfig())
+        want = _reference_band(fitted, cur, rec, AllocationConfig().band_level)
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+def test_reach_capped_campaign_gets_a_saturating_curve() -> None:
+    """Revenue capped by reach (cap (1 - exp(-s / cap))): the elasticity falls with spend, so
+    the curve must flatten above today's spend instead of extrapolating a constant elasticity."""
+    rng = np.random.default_rng(5)
+    n = 240
+    dates = np.arange(np.datetime64("2025-01-01"), np.datetime64("2025-01-01") + n)
+    levels = np.repeat(np.exp(rng.uniform(-0.7, 0.7, n // 20 + 1)), 20)[:n]
+    rows: dict[str, list[object]] = {"cid": [], "date": [], "spend": [], "revenue": []}
+    spends: list[float] = []
+    for cid in ("capped", "power"):
+        spend = 150.0 * levels * np.exp(rng.normal(0, 0.05, n))
+        mean = 300.0 * (1.0 - np.exp(-spend / 100.0)) if cid == "capped" else 30.0 * np.sqrt(spend)
+        revenue = mean * np.exp(rng.normal(0, 0.03, n))
+        spends += spend.tolist()
+        rows["cid"] += [cid] * n
+        rows["date"] += list(dates)
+        rows["spend"] += spend.tolist()
+        rows["revenue"] += revenue.tolist()
+    res = allocation_from_history(rows["cid"], rows["date"], rows["spend"], rows["revenue"])
+    curves = {c.campaign_id: c for c in res.curves}
+    assert curves["capped"].family == "saturating"
+    cap = curves["capped"]
+    # the fitted curve gains far less from doubling spend than a constant elasticity would
+    today = float(np.mean(spends[n - 28 : n]))
+    gain = curve_revenue(cap, 2 * today) / curve_revenue(cap, today)
+    assert gain < 2 ** float(cap.elasticity or 0.0) - 0.02
+    assert abs(gain - (1 - np.exp(-2 * today / 100.0)) / (1 - np.exp(-today / 100.0))) < 0.1
+
+
+@pytest.mark.parametrize("mix", ["mixed", "hill-only", "power-only"])
+def test_optimiser_revenue_is_exactly_steady_state(mix: str) -> None:
+    rng = np.random.default_rng(11)
+    n = 9
+    beta = rng.uniform(0.5, 50.0, n)
+    kappa = rng.uniform(10.0, 500.0, n)
+    if mix == "mixed":
+        kappa[::2] = np.inf
+    elif mix == "power-only":
+        kappa[:] = np.inf
+    shape = rng.uniform(0.2, 2.5, n)
+    rev = allocation._Revenue(beta, kappa, shape)
+    for x in (rng.uniform(0.0, 800.0, n), np.zeros(n), np.array([0.0, -1e-12, 1e-9, 5.0, 1e6, 3.0, 0.0, 2.0, 7.0])):
+        np.testing.assert_array_equal(rev(x), allocation.steady_state(beta, kappa, shape, x))

@@ -180,3 +180,16 @@ def test_unknown_level_is_rejected() -> None:
     ads = DailyAdMetrics.build(ad_id=["a"], date=["2024-01-01"], impressions=[1.0], clicks=[0.0])
     with pytest.raises(BrainInputError):
         EntitySeries.from_ads(ads, levels=("adset",))
+
+
+def test_group_rows_equals_add_at_exactly() -> None:
+    from omnify.brain.anomaly import _group_rows
+
+    rng = np.random.default_rng(2)
+    codes = rng.integers(0, 7, 300)
+    codes[codes == 3] = 4  # a group with no rows stays zero
+    values = rng.lognormal(0.0, 2.0, (300, 50)) * (rng.random((300, 50)) < 0.9)
+    want = np.zeros((7, 50))
+    np.add.at(want, codes, values)
+    np.testing.assert_array_equal(_group_rows(codes, 7, values), want)
+    assert _group_rows(np.zeros(0, dtype=np.int64), 2, np.zeros((0, 4))).shape == (2, 4)

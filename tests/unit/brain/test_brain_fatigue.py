@@ -191,3 +191,38 @@ def test_bad_input_is_a_422(field: str, value: list[object], message: str) -> No
         DailyAdMetrics.build(**args)  # type: ignore[arg-type]
     assert message in exc.value.detail
     assert exc.value.status == 422
+
+
+def _wearout(n_days: int, onset: int, rate: float, base: float = 0.02) -> np.ndarray:
+    t = np.arange(n_days)
+    return base * np.where(t < onset, 1.0, np.maximum(1.0 - rate * (t - onset), 0.3))
+
+
+def test_slow_wearout_is_forecast_before_it_crosses_and_recovery_drops_it() -> None:
+    # CTR falls 1% a day from day 100: 14% down on day 114, the 20% threshold on day 120
+    s = _series(115, _wearout(115, 100, 0.01), imps=60_000.0, seed=21, noise=0.03)
+    res = detect_fatigue_series(s["dates"], s["impressions"], s["clicks"], s["conversions"], s["spend"])
+    assert not res.fatigued and res.forecast is not None, res.evidence
+    assert 2 <= res.forecast["days_to_threshold"] <= 14
+    lo, hi = res.forecast["interval_days"]
+    assert lo <= res.forecast["days_to_threshold"] <= hi
+    assert res.evidence["series"]["ctr"]
+    flat = _series(115, 0.02, imps=60_000.0, seed=22, noise=0.03)
+    assert detect_fatigue_series(flat["dates"], flat["impressions"], flat["clicks"]).forecast is None
+    # the same decline that turned back up: no warning any more
+    ctr = _wearout(125, 100, 0.01)
+    ctr[115:] = 0.02
+    back = _series(125, ctr, imps=60_000.0, seed=21, noise=0.03)
+    assert detect_fatigue_series(back["dates"], back["impressions"], back["clicks"]).forecast is None
+
+
+def test_forecast_becomes_a_recommendation() -> None:
+    from omnify.brain.run import BrainFrames, run_brain
+
+    s = _series(115, _wearout(115, 100, 0.01), imps=60_000.0, seed=21, noise=0.03)
+    frame = DailyAdMetrics.build(ad_id=["a"] * 115, date=s["dates"], impressions=s["impressions"],
+                                 clicks=s["clicks"], spend=s["spend"])
+    recs = [r for r in run_brain(BrainFrames(client_id="c", ads=frame)).recommendations if r.kind == "fatigue_forecast"]
+    assert len(recs) == 1 and recs[0].title.startswith("Fatigue expected in ")
+    assert recs[0].dedupe_key == "fatigue-forecast:a" and recs[0].action is None
+    assert recs[0].evidence["forecast"]["threshold_drop"] == 0.2

@@ -164,7 +164,6 @@ def test_customer_ltv_segments_and_at_risk() -> None:
     [
         ({"frequency": [1.5], "recency": [1], "T": [2]}, "whole numbers"),
         ({"frequency": [1], "recency": [5], "T": [2]}, "cannot exceed T"),
-        ({"frequency": [1], "recency": [1], "T": [2], "monetary": [0]}, "positive mean order value"),
         ({"frequency": [-1], "recency": [0], "T": [2]}, "negative"),
     ],
 )
@@ -172,3 +171,19 @@ def test_bad_rfm_is_a_422(kwargs: dict[str, list[float]], message: str) -> None:
     with pytest.raises(BrainInputError) as exc:
         RFM.build(**kwargs)  # type: ignore[arg-type]
     assert message in exc.value.detail
+
+
+def test_free_repeat_orders_do_not_break_the_fit() -> None:
+    rng = np.random.default_rng(11)
+    n = 300
+    x = rng.poisson(1.5, n).astype(float)
+    big_t = rng.uniform(100, 300, n)
+    rec = np.where(x > 0, big_t * rng.uniform(0.2, 1.0, n), 0.0)
+    m = np.where(x > 0, rng.gamma(5, 10, n), 0.0)
+    m[np.flatnonzero(x > 0)[:5]] = 0.0  # repeat customers whose repeat orders were free
+    from omnify.brain.ltv import customer_ltv
+    from omnify.brain.types import RFM
+
+    res = customer_ltv(RFM.build(frequency=x, recency=rec, T=big_t, monetary=m))
+    assert res.gamma_gamma is not None and res.gamma_gamma.n_customers == int((x > 0).sum()) - 5
+    assert np.isfinite(res.expected_value).all()

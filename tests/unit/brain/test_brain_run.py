@@ -113,7 +113,7 @@ def test_empty_client_runs_clean() -> None:
 
 
 def test_infeasible_budget_plan_is_a_warning_not_a_failure() -> None:
-    frames = BrainFrames(client_id="c", ads=_client(), budget=BudgetPlan(total_budget=1.0))
+    frames = BrainFrames(client_id="c", ads=_client(), budget=BudgetPlan(total_budget=1e12))
     result = run_brain(frames)
     assert result.allocation is None
     assert any("allocation skipped" in w for w in result.warnings)
@@ -166,3 +166,40 @@ def test_frame_from_db_rows() -> None:
     assert pv.attrs["platform"] == ["meta"] and pv.values["impressions"].tolist() == [[100.0, 120.0]]
     with pytest.raises(BrainInputError, match="missing the column"):
         DailyAdMetrics.from_rows([{"date": "2024-01-01", "impressions": 1, "clicks": 0}])
+
+
+def test_store_without_order_values_runs_on_purchases_alone() -> None:
+    rng = np.random.default_rng(3)
+    ids, days = [], []
+    for c in range(400):
+        first = int(rng.integers(0, 300))
+        ids.append(f"c{c}")
+        days.append(first)
+        for _ in range(int(rng.poisson(2.0))):
+            ids.append(f"c{c}")
+            days.append(min(first + int(rng.integers(1, 200)), 419))
+    orders = Orders.build(customer_id=ids, date=START + np.array(days).astype("timedelta64[D]"), amount=np.zeros(len(ids)))
+    result = run_brain(BrainFrames(client_id="c", ads=_client(n_ads=4), orders=orders))
+    assert result.ltv is not None and result.ltv.method == "bgnbd"
+    assert result.ltv.bgnbd is not None and result.ltv.gamma_gamma is None
+    assert float(result.ltv.expected_purchases.sum()) > 0
+    assert any("no amounts" in w for w in result.warnings)
+    json.dumps(result.to_dict())
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        np.array(["2024-01-01T10:00", "2024-01-01T11:00"], dtype="datetime64[m]"),
+        ["2024-01-01T10:00:00", "2024-01-01T11:00:00"],
+    ],
+    ids=["datetime64", "iso"],
+)
+def test_hourly_rows_are_refused_with_a_clear_error(stamps: object) -> None:
+    with pytest.raises(BrainInputError) as exc:
+        DailyAdMetrics.build(ad_id=["a", "a"], date=stamps, impressions=[10.0, 10.0], clicks=[1.0, 1.0])
+    assert "hourly" in exc.value.detail and exc.value.status == 422
+    from datetime import datetime
+
+    midnight = DailyAdMetrics.build(ad_id=["a"], date=[datetime(2024, 1, 1)], impressions=[1.0], clicks=[0.0])
+    assert len(midnight) == 1  # a datetime at midnight is a day

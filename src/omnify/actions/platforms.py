@@ -67,6 +67,11 @@ def build_connector(settings: Settings, platform: Platform, cred: RevealedCreden
             app_id=settings.tiktok_app_id or "", secret=cred.get("app_secret") or _secret(settings.tiktok_app_secret),
             base_url=settings.tiktok_base_url, auth_url=settings.tiktok_auth_url,
         ), tokens)
+    if platform == Platform.LINKEDIN_ADS:
+        from omnify.connections.connectors import linkedin_config
+        from omnify.integrations.linkedin import LinkedInAdsConnector
+
+        return LinkedInAdsConnector(linkedin_config(settings, client_secret=cred.get("client_secret")), tokens)
     raise PlatformNotSupported(f"{platform.value} has no ad write actions.")
 
 

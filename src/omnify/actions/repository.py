@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnify.actions.models import Action, ActionStatus
@@ -59,3 +59,14 @@ async def claim_status(
 
 def add(session: AsyncSession, obj: object) -> None:
     session.add(obj)
+
+
+async def digest_by_status(session: AsyncSession, org_id: uuid.UUID, start: datetime,
+                           end: datetime) -> list[tuple[str, str, str | None, int, int]]:
+    """``(status, kind, currency, count, money per day)`` of actions created in ``[start, end)``."""
+    rows = await session.execute(
+        select(Action.status, Action.kind, Action.currency, func.count(),
+               func.coalesce(func.sum(Action.money_per_day_minor), 0))
+        .where(Action.org_id == org_id, Action.created_at >= start, Action.created_at < end)
+        .group_by(Action.status, Action.kind, Action.currency))
+    return [(str(s), str(k), c, int(n), int(m or 0)) for s, k, c, n, m in rows]

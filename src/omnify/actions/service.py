@@ -133,6 +133,17 @@ def build_plan(rec: Recommendation) -> tuple[list[dict[str, Any]], int | None, s
         spend = spec.get("daily_spend_minor")
         return [item], int(spend) if spend is not None else None, \
             f"Pause ad {spec.get('name') or spec['entity_id']} on {spec['platform']}"
+    if kind == "set_status":  # pause or resume one ad or campaign (automation rules)
+        status, level = spec["status"], spec.get("level", Level.AD.value)
+        if status not in (EntityStatus.ACTIVE.value, EntityStatus.PAUSED.value) or level not in (
+                Level.AD.value, Level.CAMPAIGN.value, Level.AD_GROUP.value):
+            raise NotActionable("Only pausing or resuming an ad, ad group or campaign can be applied.")
+        item = {"platform": spec["platform"], "account_id": spec["account_id"], "level": level,
+                "entity_id": spec["entity_id"], "name": spec.get("name"), "set": {"status": status}}
+        spend = spec.get("daily_spend_minor")
+        verb = "Pause" if status == EntityStatus.PAUSED.value else "Resume"
+        return [item], int(spend) if spend is not None else None, \
+            f"{verb} {level.replace('_', ' ')} {spec.get('name') or spec['entity_id']} on {spec['platform']}"
     if kind == "set_budgets":
         items, moved, parts = [], 0, []
         for b in spec.get("budgets") or []:

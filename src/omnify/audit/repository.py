@@ -58,9 +58,10 @@ async def list_entries(
     return (await session.scalars(stmt)).all()
 
 
-async def iter_chain(session: AsyncSession, org_id: uuid.UUID, batch: int = 1000) -> AsyncIterator[AuditLog]:
-    """Entries of one org in chain order, streamed in batches to bound memory."""
-    last_seq = 0
+async def iter_chain(session: AsyncSession, org_id: uuid.UUID, batch: int = 1000,
+                     after_seq: int = 0) -> AsyncIterator[AuditLog]:
+    """Entries of one org in chain order (after ``after_seq``), streamed in batches to bound memory."""
+    last_seq = after_seq
     while True:
         rows = (
             await session.scalars(
@@ -77,15 +78,17 @@ async def iter_chain(session: AsyncSession, org_id: uuid.UUID, batch: int = 1000
         last_seq = rows[-1].seq
 
 
-async def delete_before(session: AsyncSession, org_id: uuid.UUID, cutoff: datetime) -> int:
-    """Retention purge. On PostgreSQL the immutability trigger lets DELETE through only
-    inside a transaction that set ``omnify.audit_purge`` (owner role; the app role has no
-    DELETE privilege at all)."""
+async def delete_before(session: AsyncSession, org_id: uuid.UUID, cutoff: datetime,
+                        max_seq: int | None = None) -> int:
+    """Retention purge (only up to ``max_seq`` when given: what cold storage already holds).
+    On PostgreSQL the immutability trigger lets DELETE through only inside a transaction
+    that set ``omnify.audit_purge`` (owner role; the app role has no DELETE privilege at all)."""
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         await session.execute(text("SELECT set_config('omnify.audit_purge', 'on', true)"))
-    result = await session.execute(
-        delete(AuditLog).where(AuditLog.org_id == org_id, AuditLog.created_at < cutoff)
-    )
+    stmt = delete(AuditLog).where(AuditLog.org_id == org_id, AuditLog.created_at < cutoff)
+    if max_seq is not None:
+        stmt = stmt.where(AuditLog.seq <= max_seq)
+    result = await session.execute(stmt)
     return int(getattr(result, "rowcount", 0) or 0)
 
 

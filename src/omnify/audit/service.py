@@ -13,7 +13,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
+import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,8 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from omnify.audit import repository
 from omnify.audit.models import AuditLog
 from omnify.core.context import Actor
-from omnify.core.db import utcnow
+from omnify.core.db import Database, utcnow
 from omnify.core.pagination import PageParams
+from omnify.ops.store import BackupStore
 from omnify.orgs.models import Organization
 
 SECRET_MARKERS = ("password", "secret", "token", "api_key", "authorization", "credential", "private_key")
@@ -173,10 +177,75 @@ async def export_org(
     until: datetime | None = None,
 ) -> int:
     """Write entries as gzipped JSON lines (with their hashes, so the copy stays verifiable)."""
-    count = 0
+    return (await _write_jsonl_gz(path, repository.iter_range(session, org_id, since, until)))[0]
+
+
+async def _write_jsonl_gz(path: Path, entries: AsyncIterator[AuditLog]) -> tuple[int, int | None, int | None]:
+    """``(count, first seq, last seq)`` of the entries written to ``path``."""
+    count, first, last = 0, None, None
     path.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(path, "wt", encoding="utf-8") as fh:
-        async for entry in repository.iter_range(session, org_id, since, until):
+        async for entry in entries:
             fh.write(json.dumps(entry_to_json(entry), sort_keys=True) + "\n")
-            count += 1
-    return count
+            count, first, last = count + 1, first or entry.seq, entry.seq
+    return count, first, last
+
+
+# ------------------------------------------------------------------- cold storage export
+#: ``audit/<org>/<first seq>-<last seq>.jsonl.gz``: contiguous segments of each org's chain.
+SEGMENT = re.compile(r"^audit/(?P<org>[0-9a-f-]{36})/(?P<first>\d{12})-(?P<last>\d{12})\.jsonl\.gz$")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportReport:
+    organizations: int
+    segments: int
+    entries: int
+    purged: int
+
+
+def exported_through(store: BackupStore, org_id: uuid.UUID) -> int:
+    """The last seq of ``org_id`` that cold storage holds (0 when nothing is exported)."""
+    last = 0
+    for item in store.list(f"audit/{org_id}/"):
+        match = SEGMENT.match(item.key)
+        if match:
+            last = max(last, int(match["last"]))
+    return last
+
+
+async def export_to_cold_storage(db: Database, store: BackupStore, *, retention_days: int,
+                                 now: datetime | None = None) -> ExportReport:
+    """The nightly ``omnify.audit.export``: append each organization's new entries to cold
+    storage, then apply the database retention to what is safely there.
+
+    Segments are written put-if-absent (``ops.store``): a run that died after the upload
+    finds the segment and moves on, and nothing in the store is ever overwritten. The
+    store keeps them for the documented 7 years (S3: bucket default retention under Object
+    Lock, lifecycle to Glacier Deep Archive; docs/disaster-recovery.md). Entries leave the
+    database after ``retention_days`` only if an exported segment holds them, so a broken
+    export can never make the purge lose history. ``db`` connects as the owner role (the
+    app role may not delete audit rows).
+    """
+    import anyio.to_thread
+
+    now = now or utcnow()
+    cutoff = now - timedelta(days=retention_days)
+    segments = entries = purged = 0
+    async with db.sessionmaker() as session:
+        orgs = await org_ids(session)
+    for org_id in orgs:
+        done = await anyio.to_thread.run_sync(exported_through, store, org_id)
+        with tempfile.TemporaryDirectory(prefix="omnify-audit-") as tmp:
+            local = Path(tmp) / "segment.jsonl.gz"
+            async with db.sessionmaker() as session:
+                count, first, last = await _write_jsonl_gz(local, repository.iter_chain(session, org_id,
+                                                                                        after_seq=done))
+            if count and first is not None and last is not None:
+                key = f"audit/{org_id}/{first:012d}-{last:012d}.jsonl.gz"
+                await anyio.to_thread.run_sync(store.put_file, key, local)
+                segments, entries, done = segments + 1, entries + count, last
+        async with db.sessionmaker() as session:
+            purged += await repository.delete_before(session, org_id, cutoff, max_seq=done)
+            await session.commit()
+    return ExportReport(len(orgs), segments, entries, purged)

@@ -68,7 +68,8 @@ RULES: dict[str, tuple[str, ContextBuilder, Callable[[str, dict[str, Any], datet
 }
 
 
-async def _admins(session: AsyncSession, org_id: uuid.UUID) -> list[User]:
+async def admins(session: AsyncSession, org_id: uuid.UUID) -> list[User]:
+    """The organization's active owners and admins: who alerts go to by default."""
     people: list[User] = []
     for role in (Role.OWNER, Role.ADMIN):
         rows = await orgs.list_members(session, org_id, PageParams(limit=200), role)
@@ -89,7 +90,7 @@ async def emails_for_event(
     specific = build(settings, org_id, payload)
     key = scope(str(event_id), payload, occurred_at)
     count = 0
-    for user in await _admins(session, org_id):
+    for user in await admins(session, org_id):
         await queue_email(session, to=user.email, template=template, org_id=org_id,
                           dedupe_key=f"{key}:{user.id}"[:200],
                           context={"name": user.name, "org_name": org.name, **specific})

@@ -13,6 +13,7 @@ credentials: they name the provider's error code, not the request.
 
 from __future__ import annotations
 
+import email.policy
 import email.utils
 import json
 import smtplib
@@ -35,6 +36,7 @@ from omnify.settings import Settings
 log = get_logger(__name__)
 
 DEFAULT_RESEND_URL = "https://api.resend.com"
+_POLICY = email.policy.default.clone(max_line_length=998)
 
 
 class EmailSendError(Exception):
@@ -51,10 +53,15 @@ class OutgoingEmail:
     message_id: str
     reply_to: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: (filename, content type, bytes), e.g. a client report's PDF.
+    attachments: tuple[tuple[str, str, bytes], ...] = ()
 
     def mime(self) -> EmailMessage:
-        """multipart/alternative: text first, HTML last (clients show the last they can)."""
-        msg = EmailMessage()
+        """multipart/alternative: text first, HTML last (clients show the last they can).
+
+        Header lines may run to RFC 5322's 998 characters: with the default 78 a long URL in
+        ``List-Unsubscribe`` would be RFC 2047-encoded, which mail clients cannot follow."""
+        msg = EmailMessage(policy=_POLICY)
         msg["From"] = self.sender
         msg["To"] = self.to
         msg["Subject"] = self.content.subject
@@ -66,6 +73,9 @@ class OutgoingEmail:
             msg[name] = value
         msg.set_content(self.content.text)
         msg.add_alternative(self.content.html, subtype="html")
+        for filename, content_type, data in self.attachments:  # multipart/mixed around the alternatives
+            maintype, _, subtype = content_type.partition("/")
+            msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream", filename=filename)
         return msg
 
     @property
@@ -245,6 +255,11 @@ class ResendBackend:
         }
         if message.reply_to:
             body["reply_to"] = message.reply_to
+        if message.attachments:
+            import base64
+
+            body["attachments"] = [{"filename": name, "content": base64.b64encode(data).decode("ascii")}
+                                   for name, _type, data in message.attachments]
         headers = {"Authorization": f"Bearer {self._api_key}", "Idempotency-Key": message.message_id.strip("<>"),
                    "User-Agent": "omnify"}
         try:

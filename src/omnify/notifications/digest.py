@@ -1,11 +1,11 @@
 """The weekly performance digest: one e-mail per organization member, opt-out per user.
 
-What goes in it comes from *section providers* that the analytics side registers
-(spend and ROAS per platform, top recommendations, ...): this module owns the rhythm,
-the recipients and the rendering, not the numbers. Provider modules listed in
-:data:`PROVIDER_MODULES` are imported when present, the same way the jobs package finds
-task modules of domains that may not exist yet. An organization whose providers have
-nothing to say for the week gets no e-mail: an empty digest teaches people to ignore it.
+What goes in it comes from *section providers* that each domain registers from its
+``digest.py`` (the brain's recommendations, spend and sync health, the actions taken):
+this module owns the rhythm, the recipients and the rendering, not the numbers. Every
+module of :data:`PROVIDER_MODULES` must import: a missing one is an error at the first
+digest, not a silently shorter e-mail. An organization whose providers have nothing to
+say for the week gets no e-mail: an empty digest teaches people to ignore it.
 
 Opt-out: ``users.email_opt_out_digest`` (``PATCH /api/v1/me``) is honoured when the
 digest is queued; the e-mail carries the preferences link and a ``List-Unsubscribe``
@@ -16,9 +16,8 @@ beat job may run twice without sending twice.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -35,8 +34,8 @@ from omnify.settings import Settings
 
 log = get_logger(__name__)
 
-#: Modules that call :func:`register_section` on import (skipped while absent).
-PROVIDER_MODULES = ("omnify.brain.digest", "omnify.sync.digest", "omnify.actions.digest")
+#: Modules that call :func:`register_section` on import.
+PROVIDER_MODULES = ("omnify.recommendations.digest", "omnify.sync.digest", "omnify.actions.digest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +54,13 @@ class DigestSection:
     def as_context(self) -> dict[str, Any]:
         return {"title": self.title, "rows": [{"label": r.label, "value": r.value} for r in self.rows],
                 "note": self.note}
+
+
+def tally(counts: Mapping[str, int]) -> str:
+    """``{"fatigue": 2, "anomaly": 1}`` -> ``"3 (1 anomaly, 2 fatigue)"``: a row value."""
+    total = sum(counts.values())
+    parts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in sorted(counts.items()) if n)
+    return f"{total} ({parts})" if parts else str(total)
 
 
 SectionProvider = Callable[[AsyncSession, uuid.UUID, datetime, datetime], Awaitable[DigestSection | None]]
@@ -82,11 +88,7 @@ def _load_providers() -> None:
     if _registry.loaded:
         return
     for module in PROVIDER_MODULES:
-        try:
-            if importlib.util.find_spec(module) is not None:
-                importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
+        importlib.import_module(module)
     _registry.loaded = True
 
 

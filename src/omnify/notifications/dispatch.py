@@ -65,7 +65,10 @@ def enqueue_now(name: str, kwargs: dict[str, Any], countdown: float | None = Non
     try:
         _enqueuer(name, kwargs, countdown)
     except Exception as exc:  # a lost nudge is recovered by the sweeps
-        log.warning("jobs.enqueue_failed", task=name, error=f"{type(exc).__name__}: {exc}"[:300])
+        from omnify.jobs.broker_recovery import note_broker_error
+
+        note_broker_error("producer", exc)  # one line and omnify_jobs_broker_errors_total
+        log.warning("jobs.enqueue_failed", task=name)
         return False
     return True
 

@@ -32,12 +32,17 @@ MESSAGES: dict[str, frozenset[str]] = {
                                             "manage_url"}),
     "weekly_digest": frozenset({"name", "org_name", "period_start", "period_end", "sections", "dashboard_url",
                                 "preferences_url"}),
+    # automation (issue 19)
+    "rule_fired": frozenset({"rule_name", "client_name", "count", "lines", "details_url"}),
+    "client_report": frozenset({"client_name", "org_name", "period_label", "since", "until", "unsubscribe_url",
+                                "attachments"}),
 }
 
 PLATFORM_NAMES = {
     "meta_ads": "Meta Ads",
     "google_ads": "Google Ads",
     "tiktok_ads": "TikTok Ads",
+    "linkedin_ads": "LinkedIn Ads",
     "shopify": "Shopify",
 }
 

@@ -18,13 +18,15 @@ import email.utils
 import json
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from omnify.core import crypto
 from omnify.core.db import utcnow
 from omnify.core.logging import get_logger
 from omnify.notifications import dispatch, metrics
@@ -33,10 +35,20 @@ from omnify.notifications.models import EmailOutbox
 from omnify.notifications.rendering import TemplateError, check_context, render
 from omnify.settings import Settings
 
+if TYPE_CHECKING:
+    from omnify.core.secrets import KeyRing, KeyRingCache
+
 log = get_logger(__name__)
 
 SEND_TASK = "omnify.notifications.send"
 QUEUED, SENT, FAILED = "queued", "sent", "failed"
+#: Context key of the envelope-encrypted secrets (tokens, links that carry one) of a message.
+SEALED_KEY = "sealed"
+
+
+def _sealed_aad(message_id: uuid.UUID) -> bytes:
+    # Bound to the row: a sealed blob copied into another message does not decrypt.
+    return crypto.build_aad(purpose="email_outbox", message_id=message_id)
 
 
 async def queue_email(
@@ -47,19 +59,34 @@ async def queue_email(
     context: dict[str, Any],
     org_id: uuid.UUID | None = None,
     dedupe_key: str | None = None,
+    secrets: dict[str, str] | None = None,
+    keyring: KeyRing | None = None,
 ) -> EmailOutbox:
     """Queue one message in the caller's transaction.
 
-    Raises :class:`TemplateError` for an unknown template or a context missing a value it
-    needs. With ``dedupe_key``, queueing the same message again returns the first one.
+    ``secrets`` are context values that grant access (an invitation or reset token, a
+    link carrying one): the outbox is read by operators, backups and the sender, and has
+    no row-level security, so they are stored only envelope-encrypted with ``keyring``
+    (bound to this message's id) and decrypted by the sender at render time, which keeps
+    retries working. Raises :class:`TemplateError` for an unknown template or a context
+    missing a value it needs. With ``dedupe_key``, queueing the same message again returns
+    the first one.
     """
-    check_context(template, context)
+    check_context(template, {**context, **(secrets or {})})
     if dedupe_key is not None:
         existing = await session.scalar(select(EmailOutbox).where(EmailOutbox.dedupe_key == dedupe_key))
         if existing is not None:
             return existing
+    stored = json.loads(json.dumps(context, default=str))
+    message_id = uuid.uuid4()
+    if secrets:
+        if keyring is None:
+            raise ValueError("secrets in an e-mail need a key ring to be sealed")
+        if SEALED_KEY in stored or set(secrets) & set(stored):
+            raise ValueError("a secret context value is also given in clear")
+        stored[SEALED_KEY] = crypto.encrypt_str(json.dumps(secrets), keyring, _sealed_aad(message_id)).to_dict()
     message = EmailOutbox(
-        org_id=org_id, to_email=to, template=template, context=json.loads(json.dumps(context, default=str)),
+        id=message_id, org_id=org_id, to_email=to, template=template, context=stored,
         status=QUEUED, attempts=0, next_attempt_at=utcnow(), dedupe_key=dedupe_key,
     )
     session.add(message)
@@ -79,6 +106,10 @@ class EmailConfig:
     backoff_max: float = 3600.0
     #: A claimed message is invisible to other senders this long (a send never takes longer).
     lease_seconds: float = 120.0
+    #: Reads an attachment's bytes by storage key (``context["attachments"]``: report PDFs).
+    load_attachment: Callable[[str], Awaitable[bytes]] | None = None
+    #: Opens the sealed secrets of a message (invitation and reset links).
+    keyrings: KeyRingCache | None = None
 
     @property
     def message_id_domain(self) -> str:
@@ -93,7 +124,17 @@ class EmailConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmailConfig:
+        from omnify.core.secrets import keyring_cache
+        from omnify.core.storage import storage_from_settings
+
+        storage = storage_from_settings(settings)
+
+        async def load(key: str) -> bytes:
+            return b"".join([chunk async for chunk in await storage.get_stream(key)])
+
         return cls(
+            load_attachment=load,
+            keyrings=keyring_cache(settings),
             sender=settings.email_from,
             reply_to=getattr(settings, "email_reply_to", None),
             max_attempts=int(getattr(settings, "email_max_attempts", 8)),
@@ -116,7 +157,38 @@ async def _claim(session: AsyncSession, message_id: uuid.UUID, now: datetime, le
 
 def _headers(message: EmailOutbox) -> dict[str, str]:
     unsubscribe = message.context.get("preferences_url") if message.template == "weekly_digest" else None
+    unsubscribe = message.context.get("unsubscribe_url") or unsubscribe
     return {"List-Unsubscribe": f"<{unsubscribe}>"} if unsubscribe else {}
+
+
+async def _attachments(message: EmailOutbox, config: EmailConfig) -> tuple[tuple[str, str, bytes], ...]:
+    wanted = message.context.get("attachments") or []
+    if not wanted:
+        return ()
+    if config.load_attachment is None:
+        raise TemplateError("this sender cannot read attachments")
+    loaded = []
+    for a in wanted:
+        loaded.append((str(a["filename"]), str(a.get("content_type") or "application/octet-stream"),
+                       await config.load_attachment(str(a["key"]))))
+    return tuple(loaded)
+
+
+async def render_context(message: EmailOutbox, config: EmailConfig) -> dict[str, Any]:
+    """The message's context with its sealed secrets opened (only in memory, to render)."""
+    context = {k: v for k, v in (message.context or {}).items() if k != SEALED_KEY}
+    sealed = (message.context or {}).get(SEALED_KEY)
+    if sealed is None:
+        return context
+    if config.keyrings is None:
+        raise TemplateError("this sender cannot open sealed e-mail secrets")
+    try:
+        blob = crypto.EncryptedBlob.from_dict(sealed)
+        ring = await config.keyrings.for_key(blob.master_key_id)
+        secrets = json.loads(crypto.decrypt_str(blob, ring, _sealed_aad(message.id)))
+    except crypto.DecryptionError as exc:  # a fixed message: nothing secret in it
+        raise TemplateError(str(exc)) from None
+    return {**context, **secrets}
 
 
 async def send_message(
@@ -136,10 +208,11 @@ async def send_message(
     permanent = False
     provider_id: str | None = None
     try:
-        content = render(message.template, message.context)
+        content = render(message.template, await render_context(message, config))
         provider_id = await backend.send(OutgoingEmail(
             to=message.to_email, sender=config.sender, content=content, reply_to=config.reply_to,
             message_id=f"<{message.id}@{config.message_id_domain}>", headers=_headers(message),
+            attachments=await _attachments(message, config),
         ))
     except TemplateError as exc:
         error, permanent = str(exc), True
@@ -199,3 +272,35 @@ async def send_due(
         if status is not None:
             counts[status] = counts.get(status, 0) + 1
     return counts
+
+
+#: Context keys that carry a bearer secret (a reset or invitation token, or a link with one).
+LINK_SECRET_KEYS = ("token", "reset_url", "accept_url")
+
+
+async def redact_expired_links(session: AsyncSession, cutoffs: dict[str, datetime], *, lookback: timedelta) -> int:
+    """Remove token-bearing links from e-mails of ``template`` created before its cutoff.
+
+    Once a reset or invitation link has expired nobody needs it, and the outbox is not
+    the place to keep bearer secrets. A message still queued by then is pointless: it is
+    failed as expired. Only rows younger than ``cutoff - lookback`` are scanned (the
+    daily purge has seen older ones). The caller commits.
+    """
+    redacted = 0
+    for template, cutoff in cutoffs.items():
+        rows = (await session.scalars(select(EmailOutbox).where(
+            EmailOutbox.template == template, EmailOutbox.created_at < cutoff,
+            EmailOutbox.created_at >= cutoff - lookback))).all()
+        for row in rows:
+            context = dict(row.context or {})
+            if not any(key in context for key in (*LINK_SECRET_KEYS, SEALED_KEY)):
+                continue
+            context.pop(SEALED_KEY, None)
+            for key in LINK_SECRET_KEYS:
+                if key in context:
+                    context[key] = "[expired]"
+            row.context = context
+            if row.status == QUEUED:
+                row.status, row.last_error, row.next_attempt_at = FAILED, "expired before it could be sent", None
+            redacted += 1
+    return redacted

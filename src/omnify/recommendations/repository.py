@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnify.core.pagination import PageParams, keyset
@@ -89,3 +89,35 @@ async def claim_status(
 
 def add(session: AsyncSession, obj: object) -> None:
     session.add(obj)
+
+
+async def open_counts(session: AsyncSession, org_id: uuid.UUID) -> dict[uuid.UUID, int]:
+    rows = await session.execute(
+        select(Recommendation.client_id, func.count()).where(Recommendation.org_id == org_id,
+                                                             Recommendation.status == "open")
+        .group_by(Recommendation.client_id)
+    )
+    return {client_id: int(n) for client_id, n in rows.all()}
+
+
+async def digest_new_by_module(session: AsyncSession, org_id: uuid.UUID, start: datetime,
+                               end: datetime) -> dict[str, int]:
+    """Recommendations first raised in ``[start, end)``, by brain module (the weekly digest)."""
+    rows = await session.execute(
+        select(Recommendation.module, func.count()).where(
+            Recommendation.org_id == org_id, Recommendation.first_seen_at >= start, Recommendation.first_seen_at < end)
+        .group_by(Recommendation.module))
+    return {str(module): int(count) for module, count in rows}
+
+
+async def digest_top_open(session: AsyncSession, org_id: uuid.UUID, limit: int = 3) -> Sequence[Recommendation]:
+    """The open recommendations worth the most, biggest expected impact first."""
+    return (await session.scalars(
+        select(Recommendation).where(Recommendation.org_id == org_id, Recommendation.status == "open",
+                                     Recommendation.impact_minor.is_not(None))
+        .order_by(Recommendation.impact_minor.desc(), Recommendation.id).limit(limit))).all()
+
+
+async def count_open(session: AsyncSession, org_id: uuid.UUID) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Recommendation).where(
+        Recommendation.org_id == org_id, Recommendation.status == "open")) or 0)

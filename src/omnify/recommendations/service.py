@@ -77,10 +77,21 @@ async def get(session: AsyncSession, org_id: uuid.UUID, rec_id: uuid.UUID) -> Re
     return row
 
 
+async def by_dedupe_key(session: AsyncSession, org_id: uuid.UUID, client_id: uuid.UUID,
+                        key: str) -> Recommendation | None:
+    """One client's recommendation by its natural key (automation rules find what they created)."""
+    return (await repository.by_keys(session, org_id, client_id, [key])).get(key)
+
+
 async def list_recommendations(
     session: AsyncSession, org_id: uuid.UUID, params: PageParams, filters: Filters
 ) -> Sequence[Recommendation]:
     return await repository.list_page(session, org_id, params, filters)
+
+
+async def open_counts(session: AsyncSession, org_id: uuid.UUID) -> dict[uuid.UUID, int]:
+    """Open recommendations per client (the inbox badge and the overview)."""
+    return await repository.open_counts(session, org_id)
 
 
 # ------------------------------------------------------------------------------ writes

@@ -136,27 +136,41 @@ class SyncAd(_Synced, _InAccount, Base):
 
 
 class AdMetricDaily(IdMixin, TenantMixin, _InAccount, Base):
-    """One entity (an ad; a campaign where a platform only reports there) on one day."""
+    """One entity (an ad; a campaign where a platform only reports there) on one day.
+
+    Indexes are the few the readers and the writer need, tenant key first (0131): the
+    upsert key, ``(org_id, client_id, day)`` for analytics drill-downs and the brain, and
+    ``(ad_account_id, day)`` for the sync's window clean-up and the cascade from accounts.
+    ``client_id``, ``campaign_id``, ``ad_group_id`` and ``ad_id`` are plain references, not
+    foreign keys: a
+    foreign key per row costs a look-up on every insert, and ``ON DELETE SET NULL`` would
+    need an index each to find the rows; the sync resolves them and only deletes entities
+    together with their account, whose cascade removes the metric rows.
+    """
 
     __tablename__ = "ad_metrics_daily"
     __table_args__ = (
         UniqueConstraint("connection_id", "level", "entity_external_id", "day"),
-        # Analytics and the brain: one client's days in a range.
-        Index("ix_ad_metrics_daily_client_id_day", "client_id", "day"),
-        Index("ix_ad_metrics_daily_ad_id_day", "ad_id", "day"),
+        Index("ix_ad_metrics_daily_org_id_client_id_day", "org_id", "client_id", "day"),
     )
 
-    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_profiles.id", ondelete="CASCADE"))
+    @declared_attr
+    def org_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+
+    @declared_attr
+    def ad_account_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(ForeignKey("ad_accounts.id", ondelete="CASCADE"))
+
+    client_id: Mapped[uuid.UUID]  # no foreign key: the account's cascade covers a client's deletion
     connection_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     platform: Mapped[str] = mapped_column(String(32))
     level: Mapped[str] = mapped_column(String(16))
     entity_external_id: Mapped[str] = mapped_column(String(64))
     day: Mapped[date] = mapped_column(Date)
-    campaign_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"),
-                                                          index=True)
-    ad_group_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("ad_groups.id", ondelete="SET NULL"),
-                                                          index=True)
-    ad_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("ads.id", ondelete="SET NULL"))
+    campaign_id: Mapped[uuid.UUID | None]
+    ad_group_id: Mapped[uuid.UUID | None]
+    ad_id: Mapped[uuid.UUID | None]
     currency: Mapped[str] = mapped_column(String(3))
     spend_minor: Mapped[int] = mapped_column(BigInteger)
     impressions: Mapped[int] = mapped_column(BigInteger)
@@ -166,6 +180,49 @@ class AdMetricDaily(IdMixin, TenantMixin, _InAccount, Base):
     reach: Mapped[int | None] = mapped_column(BigInteger)
     frequency: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+Index("ix_ad_metrics_daily_ad_account_id_day", AdMetricDaily.ad_account_id, AdMetricDaily.day)
+
+#: ``analytics_daily.campaign_id`` of rows whose campaign is unknown (the key cannot be NULL).
+NO_CAMPAIGN = uuid.UUID(int=0)
+
+
+class AnalyticsDaily(TenantMixin, Base):
+    """The per-client daily rollup that analytics reads: ad-level metrics summed per
+    (ad account, day, currency, campaign), platform beside them.
+
+    The sync writes it in the same transaction as the raw rows of a window, from the very
+    rows it just staged (:class:`omnify.sync.repository.MetricWriter`): a window read from a
+    platform is that account's complete truth for those days, so its sums replace the
+    rollup's, and a re-sync that rewrites a window leaves the rollup exact. Keyed by
+    account (not only client) for that reason: one account's window never touches
+    another's sums. A 90-day report reads days x campaigns rows instead of days x ads.
+
+    Sums are integers: money in minor units, conversions in millionths
+    (``conversions_micros``), so a sum is exact and independent of row order.
+    """
+
+    __tablename__ = "analytics_daily"
+    __table_args__ = (Index("ix_analytics_daily_org_id_client_id_day", "org_id", "client_id", "day"),)
+
+    @declared_attr
+    def org_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+
+    ad_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ad_accounts.id", ondelete="CASCADE"),
+                                                     primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    campaign_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    client_id: Mapped[uuid.UUID]
+    platform: Mapped[str] = mapped_column(String(32))
+    spend_minor: Mapped[int] = mapped_column(BigInteger)
+    impressions: Mapped[int] = mapped_column(BigInteger)
+    clicks: Mapped[int] = mapped_column(BigInteger)
+    conversions_micros: Mapped[int] = mapped_column(BigInteger)
+    revenue_minor: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -66,7 +66,6 @@ from omnify.integrations.base import (
 from omnify.notifications import dispatch
 from omnify.sync import metrics, repository
 from omnify.sync.models import (
-    AdMetricDaily,
     RunMode,
     RunStatus,
     Stream,
@@ -95,11 +94,10 @@ def _table(model: Any) -> Table:
 
 
 T_ACCOUNTS, T_CAMPAIGNS, T_AD_GROUPS = _table(SyncAdAccount), _table(SyncCampaign), _table(SyncAdGroup)
-T_CREATIVES, T_ADS, T_METRICS = _table(SyncCreative), _table(SyncAd), _table(AdMetricDaily)
+T_CREATIVES, T_ADS = _table(SyncCreative), _table(SyncAd)
 T_CUSTOMERS, T_ORDERS = _table(SyncShopCustomer), _table(SyncShopOrder)
 
 ENTITY_KEY = ("connection_id", "external_id")
-METRIC_KEY = ("connection_id", "level", "entity_external_id", "day")
 COMPARE: dict[str, tuple[str, ...]] = {
     "ad_accounts": ("name", "currency", "timezone", "status"),
     "campaigns": ("ad_account_id", "name", "status", "objective", "daily_budget_minor", "currency",
@@ -108,8 +106,6 @@ COMPARE: dict[str, tuple[str, ...]] = {
                   "platform_updated_at"),
     "creatives": ("ad_account_id", "name", "title", "body", "image_url", "video_id", "call_to_action"),
     "ads": ("ad_account_id", "campaign_id", "ad_group_id", "creative_id", "name", "status", "platform_updated_at"),
-    "ad_metrics_daily": ("ad_account_id", "campaign_id", "ad_group_id", "ad_id", "currency", "spend_minor",
-                         "impressions", "clicks", "conversions", "revenue_minor", "reach", "frequency"),
     "shop_customers": ("email", "first_name", "last_name", "orders_count", "total_spent_minor", "currency",
                        "customer_created_at", "platform_updated_at"),
     "shop_orders": ("customer_external_id", "customer_id", "name", "total_minor", "currency", "financial_status",
@@ -498,21 +494,20 @@ async def _metrics(ctx: _Run, account: str, since: date, until: date) -> tuple[i
     account_id = await _account_row(ctx, account)
     ads, campaigns = ctx.ads.get(account, {}), ctx.campaigns.get(account, {})
     groups = ctx.ad_groups.get(account, {})
-    seen: set[tuple[str, str, date]] = set()
 
     async def rows() -> AsyncIterator[dict[str, Any]]:
         assert ctx.live is not None
         async for m in ctx.live.ads.daily_metrics(account, since, until):
-            row = _metric_row(ctx, account_id, m, ads, campaigns, groups)
-            seen.add((row["level"], row["entity_external_id"], row["day"]))
-            yield row
+            yield _metric_row(m, ads, campaigns, groups)
 
-    read, written = await _pipelined(rows(), ctx.cfg.batch_size,
-                                     lambda batch: ctx.upsert(T_METRICS, batch, METRIC_KEY))
+    writer = repository.MetricWriter(ctx.session, org_id=ctx.org_id, client_id=ctx.client_id,
+                                     connection_id=ctx.connection_id, account_id=account_id,
+                                     platform=ctx.platform.value, since=since, until=until)
+    read, written = await _pipelined(rows(), ctx.cfg.batch_size, writer.write)
     # The window just read is the platform's truth: a day it no longer reports (restated to
-    # zero: refunded spend, invalid clicks) must not keep its old numbers here.
-    written += await repository.delete_unseen_metrics(ctx.session, ctx.org_id, ctx.connection_id, account_id,
-                                                      since, until, seen)
+    # zero: refunded spend, invalid clicks) must not keep its old numbers here. The same
+    # transaction brings the window's rollup (analytics_daily) in line.
+    written += await writer.finish()
     await repository.set_cursor(ctx.session, ctx.org_id, ctx.connection_id, account, Stream.DAILY_METRICS.value,
                                 until.isoformat())
     return read, written
@@ -559,9 +554,10 @@ async def _pipelined(rows: AsyncIterator[dict[str, Any]], batch_size: int,
     return read, written
 
 
-def _metric_row(ctx: _Run, account_id: uuid.UUID, m: DailyMetric,
-                ads: dict[str, tuple[uuid.UUID, uuid.UUID | None, uuid.UUID | None]],
+def _metric_row(m: DailyMetric, ads: dict[str, tuple[uuid.UUID, uuid.UUID | None, uuid.UUID | None]],
                 campaigns: dict[str, uuid.UUID], groups: dict[str, uuid.UUID]) -> dict[str, Any]:
+    """One metric as :class:`~omnify.sync.repository.MetricWriter` stages it (the window's
+    org, client, connection, account and platform are the writer's)."""
     ad_id = campaign_id = group_id = None
     if m.level == Level.AD and m.entity_external_id in ads:
         ad_id, campaign_id, group_id = ads[m.entity_external_id]
@@ -571,9 +567,8 @@ def _metric_row(ctx: _Run, account_id: uuid.UUID, m: DailyMetric,
         group_id = groups.get(m.entity_external_id)
     campaign_id = campaign_id or (campaigns.get(m.campaign_external_id) if m.campaign_external_id else None)
     group_id = group_id or (groups.get(m.ad_group_external_id) if m.ad_group_external_id else None)
-    return {**ctx.base(), "ad_account_id": account_id, "level": str(m.level),
-            "entity_external_id": m.entity_external_id, "day": m.day, "campaign_id": campaign_id,
-            "ad_group_id": group_id, "ad_id": ad_id,
+    return {"level": str(m.level), "entity_external_id": m.entity_external_id, "day": m.day,
+            "campaign_id": campaign_id, "ad_group_id": group_id, "ad_id": ad_id,
             "currency": m.currency.upper()[:3], "spend_minor": int(m.spend_minor), "impressions": int(m.impressions),
             "clicks": int(m.clicks), "conversions": float(m.conversions), "revenue_minor": int(m.revenue_minor),
             "reach": m.reach, "frequency": m.frequency}
@@ -692,8 +687,7 @@ async def _rows_changed(ctx: _Run, rows_written: int) -> None:
 
 
 def failure_message(exc: BaseException, platform: Platform) -> str:
-    label = {"meta_ads": "Meta Ads", "google_ads": "Google Ads", "tiktok_ads": "TikTok Ads",
-             "shopify": "Shopify"}.get(platform.value, platform.value)
+    label = connections.platform_label(platform.value)
     if isinstance(exc, CircuitOpen):
         return (f"The {label} API failed repeatedly, so calls to it are paused for a while (circuit breaker open). "
                 f"The next sync retries automatically. Last error: {connections.safe_message(exc, 300)}")

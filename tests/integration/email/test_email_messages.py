@@ -40,6 +40,11 @@ CONTEXTS: dict[str, dict[str, Any]] = {
                       "preferences_url": "https://app.omnify.test/settings/notifications",
                       "sections": [{"title": "Spend", "rows": [{"label": "Meta Ads", "value": "1,204.50 EUR"}],
                                     "note": HOSTILE}]},
+    "rule_fired": {"rule_name": HOSTILE, "client_name": "Acme", "count": 2, "lines": [HOSTILE, "Ad 2: applied"],
+                   "details_url": "https://app.omnify.test/orgs/1/rules/2/evaluations/3"},
+    "client_report": {"client_name": HOSTILE, "org_name": "Acme Agency", "period_label": "week of 02 Mar 2026",
+                      "since": "2026-03-02", "until": "2026-03-08", "attachments": [],
+                      "unsubscribe_url": "https://app.omnify.test/api/v1/reports/unsubscribe?token=t"},
 }
 
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import ssl
 import uuid
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from omnify.core.db import Database
+from omnify.core.secrets import keyring_cache
 from omnify.notifications import service
 from omnify.notifications.backends import EmailSendError, OutgoingEmail, SmtpBackend, SmtpOptions
 from omnify.notifications.models import EmailOutbox
 from omnify.notifications.rendering import render
-from tests.factories import Account, register
+from omnify.settings import Settings
+from tests.factories import Account, link_token, register
 
 from .conftest import SmtpServer
 
@@ -160,7 +164,7 @@ async def test_outbox_gives_up_on_permanent_errors_and_after_max_attempts(
 
 async def test_invitation_email_end_to_end(
     client: httpx.AsyncClient, owner: Account, database: Database, smtp_server: SmtpServer,
-    no_broker: list[Any],
+    no_broker: list[Any], settings: Settings,
 ) -> None:
     """The foundation's invitation flow queues the e-mail; the sender delivers it over SMTP."""
     invitee = await register(client)
@@ -174,12 +178,25 @@ async def test_invitation_email_end_to_end(
 
     await dispatch.drain()
     assert ("omnify.notifications.send", {"message_id": str(msg.id)}, None) in no_broker  # nudged after commit
+    stored = json.dumps(msg.context)
+    assert "token" not in stored and "invitations/accept" not in stored  # the link is only sealed at rest
     backend = SmtpBackend(SmtpOptions(host=smtp_server.host, port=smtp_server.port))
-    assert await send(database, backend, msg.id) == "sent"
+    without_keys = await send(database, backend, msg.id)
+    assert without_keys == "failed"  # a sender that cannot open the seal fails permanently, sends nothing blank
+    async with database.sessionmaker() as s:  # back in the queue, retried by a properly configured sender
+        await s.execute(update(EmailOutbox).where(EmailOutbox.id == msg.id)
+                        .values(status="queued", next_attempt_at=None, attempts=0))
+        await s.commit()
+    config = dataclasses.replace(CONFIG, keyrings=keyring_cache(settings))
+    async with database.sessionmaker() as s:
+        assert await service.send_message(s, backend, config, msg.id) == "sent"
     _from, rcpt, parsed = smtp_server.mailbox.messages[-1]
     assert rcpt == [invitee.email] and "invited you to" in parsed["Subject"]
     body = parsed.get_body(("plain",))
-    assert body is not None and str(msg.context["accept_url"]) in body.get_content()
+    assert body is not None
+    token = link_token(body.get_content())
+    accepted = await client.post("/api/v1/invitations/accept", headers=invitee.headers, json={"token": token})
+    assert accepted.status_code == 200, accepted.text  # the delivered link is the real one
 
 
 async def test_send_due_sweeps_queued_messages(database: Database, smtp_server: SmtpServer) -> None:

@@ -4,29 +4,19 @@ running it twice changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from omnify.core.db import Database, bind_tenant
 from omnify.demo import ensure_demo
 from omnify.demo_sync import DEMO_CLIENTS, ensure_demo_connections, sandbox_env
-from omnify.integrations.base import Platform
-from omnify.integrations.sandboxes import RunningSandboxes, start_all
+from omnify.integrations.sandboxes import RunningSandboxes
 from omnify.settings import Settings
 from omnify.sync.models import AdMetricDaily, SyncShopOrder
 from tests.conftest import DatabaseUrls, make_settings
 from tests.integration.connections.conn_support import SyncTestSettings, base_values
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[RunningSandboxes]:
-    sandboxes = start_all(ports=dict.fromkeys(Platform, 0))
-    yield sandboxes
-    sandboxes.stop()
 
 
 def _settings_from_env(base: Settings, env: dict[str, str]) -> Settings:
@@ -39,8 +29,8 @@ def _settings_from_env(base: Settings, env: dict[str, str]) -> Settings:
 
 async def test_demo_connects_and_backfills_every_platform(running: RunningSandboxes, settings: Settings,
                                                           db_urls: DatabaseUrls, database: Database,
-                                                          tmp_path: Path) -> None:
-    demo_settings = _settings_from_env(make_settings(tmp_path, db_urls), sandbox_env(running))
+                                                          tmp_path: Path, demo_dir: Path) -> None:
+    demo_settings = _settings_from_env(make_settings(demo_dir, db_urls), sandbox_env(running))
     await ensure_demo(demo_settings, database)
     report = await ensure_demo_connections(demo_settings, database, backfill_days=7)
     assert report.errors == []

@@ -43,7 +43,7 @@ async def test_backfill_then_incremental_then_nothing_changes(env: Env, team: Te
 
     first = await run(env, team, conn_id, trigger="connect")
     assert first.status == "succeeded" and first.mode == "backfill", first
-    today = date.today()
+    today = env.boxes.meta.world.end  # the sandbox's "today" (UTC), as the sync sees it
     expected_rows, expected_spend = _window_rows(env, META_SMALL, today - timedelta(days=44), today)
     org = uuid.UUID(team.owner.org_id)
     metrics = await tenant_session_rows(env.db, team.owner.org_id, AdMetricDaily)
@@ -114,7 +114,7 @@ async def test_mid_size_backfill_finishes_with_progress(env: Env, team: Team) ->
     factory = fast_factory(env.settings.model_copy(update={"sync_backfill_days": 120}))
     result = await run(env, team, conn_id, factory)
     assert result.status == "succeeded", result
-    today = date.today()
+    today = env.boxes.meta.world.end  # the sandbox's "today" (UTC), as the sync sees it
     expected, _ = _window_rows(env, META_MID, today - timedelta(days=119), today)
     assert expected > 3000
     stored = await tenant_session_rows(env.db, team.owner.org_id, AdMetricDaily)

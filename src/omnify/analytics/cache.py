@@ -1,9 +1,14 @@
 """The analytics cache: Redis when ``OMNIFY_REDIS_URL`` is set, an in-process TTL cache otherwise.
 
-Invalidation is by *generation*, not by deleting keys: every entry's key embeds the
-client's current generation number, and :func:`invalidate_client` (called by the sync
-service whenever it writes new rows for a client) bumps that number. Old entries become
-unreachable at once and age out through their TTL. Why: a client has many cached
+Invalidation is by *generation*, not by deleting keys: every entry carries the client's
+generation number at the time it was computed, and :func:`invalidate_client` (called by
+the sync service whenever it writes new rows for a client) bumps that number. Old
+entries stop matching at once and age out through their TTL. The generation and the
+entry are read together (``MGET``), and on a request that has rate limits to check, in
+the limiter's own round trip: a cache hit costs one trip to Redis and none to PostgreSQL.
+
+Entries are the report's JSON bytes (orjson), encoded once: what is stored is what a
+hit sends, without decoding. Why: a client has many cached
 reports (every range x granularity x grouping), enumerating them to delete would need a
 key scan or an index of keys, while a bump is one ``INCR``.
 
@@ -18,13 +23,12 @@ Hits and misses are counted in ``omnify_cache_requests_total{cache="analytics",r
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import threading
 import uuid
-import weakref
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 import structlog
@@ -32,6 +36,8 @@ from cachetools import TTLCache
 from prometheus_client import REGISTRY, Counter
 from redis.exceptions import RedisError
 
+from omnify.core.ratelimit import PendingLimits
+from omnify.core.redis_clients import PerLoopRedis
 from omnify.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -53,22 +59,38 @@ def _cache_counter() -> Counter:
 CACHE_REQUESTS = _cache_counter()
 
 
-def report_key(org_id: uuid.UUID, client_id: uuid.UUID, generation: int, params: dict[str, Any]) -> str:
+def report_key(org_id: uuid.UUID, client_id: uuid.UUID, params: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:32]
-    return f"{_PREFIX}:r:{org_id}:{client_id}:{generation}:{digest}"
+    return f"{_PREFIX}:r:{org_id}:{client_id}:{digest}"
 
 
 def _generation_key(org_id: uuid.UUID, client_id: uuid.UUID) -> str:
     return f"{_PREFIX}:gen:{org_id}:{client_id}"
 
 
-class CacheBackend(Protocol):
-    name: str
+def _entry(generation: int, body: bytes) -> bytes:
+    """An entry is the generation it was computed at, a newline, then the JSON body."""
+    return b"%d\n" % generation + body
 
-    async def generation(self, org_id: uuid.UUID, client_id: uuid.UUID) -> int: ...
-    async def bump(self, org_id: uuid.UUID, client_id: uuid.UUID) -> int: ...
-    async def get(self, key: str) -> dict[str, Any] | None: ...
-    async def set(self, key: str, value: dict[str, Any], ttl: int) -> None: ...
+
+def _valid_body(generation: int, raw: bytes | None) -> bytes | None:
+    if raw is None:
+        return None
+    stamp, sep, body = raw.partition(b"\n")
+    return body if sep and stamp == b"%d" % generation else None
+
+
+def _int(raw: bytes | str | None) -> int:
+    return int(raw or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a look-up found, and where to store the report if it found nothing."""
+
+    key: str | None  # None: the cache is unavailable, do not store
+    generation: int
+    body: bytes | None
 
 
 class MemoryBackend:
@@ -77,75 +99,49 @@ class MemoryBackend:
     name = "memory"
 
     def __init__(self, ttl: int = DEFAULT_TTL_SECONDS, maxsize: int = MEMORY_MAX_ENTRIES) -> None:
-        self._entries: TTLCache[str, str] = TTLCache(maxsize=maxsize, ttl=ttl)
+        self._entries: TTLCache[str, bytes] = TTLCache(maxsize=maxsize, ttl=ttl)
         self._generations: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    async def generation(self, org_id: uuid.UUID, client_id: uuid.UUID) -> int:
+    async def read(self, gen_key: str, key: str) -> tuple[bytes | None, bytes | None]:
         with self._lock:
-            return self._generations.get(_generation_key(org_id, client_id), 0)
+            generation = self._generations.get(gen_key)
+            return (None if generation is None else str(generation).encode()), self._entries.get(key)
 
-    async def bump(self, org_id: uuid.UUID, client_id: uuid.UUID) -> int:
-        key = _generation_key(org_id, client_id)
+    async def bump(self, gen_key: str) -> int:
         with self._lock:
-            self._generations[key] = self._generations.get(key, 0) + 1
-            return self._generations[key]
+            self._generations[gen_key] = self._generations.get(gen_key, 0) + 1
+            return self._generations[gen_key]
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def set(self, key: str, value: bytes, ttl: int) -> None:
         with self._lock:
-            raw = self._entries.get(key)
-        # Stored as JSON text so a caller mutating a returned report cannot corrupt the cache.
-        return None if raw is None else dict(json.loads(raw))
-
-    async def set(self, key: str, value: dict[str, Any], ttl: int) -> None:
-        with self._lock:
-            self._entries[key] = json.dumps(value)
+            self._entries[key] = value  # bytes: a caller cannot mutate what is cached
 
 
 class RedisBackend:
-    """Entries as JSON strings with ``EX``; generations as plain integers (``INCR``)."""
+    """Entries as bytes with ``EX``; generations as plain integers (``INCR``)."""
 
     name = "redis"
 
     def __init__(self, url: str) -> None:
         self.url = url
-        # Async Redis connections belong to the event loop that opened them; Celery tasks
-        # run each job in a fresh loop, so keep one client per loop.
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._clients = PerLoopRedis(url, socket_timeout=2.0, socket_connect_timeout=2.0)
 
     def _client(self) -> aioredis.Redis:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = aioredis.Redis.from_url(self.url, socket_timeout=2.0, socket_connect_timeout=2.0,
-                                             decode_responses=True)
-            self._clients[loop] = client
-        return client
+        return self._clients.get()
 
-    async def generation(self, org_id: uuid.UUID, client_id: uuid.UUID) -> int:
-        value = await self._client().get(_generation_key(org_id, client_id))
-        return int(value or 0)
+    async def read(self, gen_key: str, key: str) -> tuple[bytes | None, bytes | None]:
+        generation, entry = await self._client().mget([gen_key, key])  # one command
+        return cast(bytes | None, generation), cast(bytes | None, entry)
 
-    async def bump(self, org_id: uuid.UUID, client_id: uuid.UUID) -> int:
-        return int(await self._client().incr(_generation_key(org_id, client_id)))
+    async def bump(self, gen_key: str) -> int:
+        return int(await self._client().incr(gen_key))
 
-    async def get(self, key: str) -> dict[str, Any] | None:
-        raw = await self._client().get(key)
-        return None if raw is None else dict(json.loads(raw))
-
-    async def set(self, key: str, value: dict[str, Any], ttl: int) -> None:
-        await self._client().set(key, json.dumps(value, separators=(",", ":")), ex=ttl)
+    async def set(self, key: str, value: bytes, ttl: int) -> None:
+        await self._client().set(key, value, ex=ttl)
 
     async def aclose(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        client = self._clients.pop(loop, None)
-        if client is not None:
-            await client.aclose()
+        await self._clients.aclose()
 
 
 class AnalyticsCache:
@@ -153,32 +149,44 @@ class AnalyticsCache:
         self.backend = backend
         self.ttl = ttl
 
-    async def get_report(
-        self, org_id: uuid.UUID, client_id: uuid.UUID, params: dict[str, Any]
-    ) -> tuple[str | None, dict[str, Any] | None]:
-        """(key to store under, cached report or None). A backend error is a miss with no key."""
+    async def lookup(self, org_id: uuid.UUID, client_id: uuid.UUID, params: dict[str, Any],
+                     limits: PendingLimits | None = None) -> Lookup:
+        """The cached report (JSON bytes), if any is current.
+
+        ``limits`` (the request's pending rate limits) are applied first; on Redis they
+        travel in the same round trip as the read (the limiter's script fetches the
+        generation and the entry). Raises RateLimited when over a limit. A cache error is a
+        miss that must not be stored."""
+        gen_key, key = _generation_key(org_id, client_id), report_key(org_id, client_id, params)
         try:
-            generation = await self.backend.generation(org_id, client_id)
-            key = report_key(org_id, client_id, generation, params)
-            value = await self.backend.get(key)
+            if limits is not None and isinstance(self.backend, RedisBackend) and limits.limiter.backend == "redis":
+                raw_gen, raw = await limits.apply(fetch=[gen_key, key])
+                if raw_gen is None and raw is None and limits.limiter.degraded:
+                    raise OSError("rate-limit storage unavailable")
+            else:
+                if limits is not None:
+                    await limits.apply()
+                raw_gen, raw = await self.backend.read(gen_key, key)
+            generation = _int(raw_gen)
         except (RedisError, OSError, ValueError) as exc:
             log.warning("analytics.cache_unavailable", backend=self.backend.name, error=type(exc).__name__)
             CACHE_REQUESTS.labels(cache=CACHE_NAME, result="miss").inc()
-            return None, None
-        CACHE_REQUESTS.labels(cache=CACHE_NAME, result="hit" if value is not None else "miss").inc()
-        return key, value
+            return Lookup(None, 0, None)
+        body = _valid_body(generation, raw)
+        CACHE_REQUESTS.labels(cache=CACHE_NAME, result="hit" if body is not None else "miss").inc()
+        return Lookup(key, generation, body)
 
-    async def put_report(self, key: str | None, value: dict[str, Any]) -> None:
-        if key is None:
+    async def store(self, found: Lookup, body: bytes) -> None:
+        if found.key is None:
             return
         try:
-            await self.backend.set(key, value, self.ttl)
+            await self.backend.set(found.key, _entry(found.generation, body), self.ttl)
         except (RedisError, OSError) as exc:
             log.warning("analytics.cache_unavailable", backend=self.backend.name, error=type(exc).__name__)
 
     async def invalidate(self, org_id: uuid.UUID, client_id: uuid.UUID) -> None:
         try:
-            await self.backend.bump(org_id, client_id)
+            await self.backend.bump(_generation_key(org_id, client_id))
         except (RedisError, OSError) as exc:
             # Entries expire by TTL anyway; a sync must not fail because the cache is away.
             log.warning("analytics.cache_invalidate_failed", backend=self.backend.name, error=type(exc).__name__)

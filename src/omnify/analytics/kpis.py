@@ -70,37 +70,33 @@ class Totals:
     revenue_minor: int = 0
 
     def add(self, row: MetricRow | Totals) -> None:
-        self.spend_minor += int(row.spend_minor)
-        self.impressions += int(row.impressions)
-        self.clicks += int(row.clicks)
-        self.conversions += float(row.conversions)
-        self.revenue_minor += int(row.revenue_minor)
+        # Both carry ints (and a float), typed at construction: no conversion per call.
+        self.spend_minor += row.spend_minor
+        self.impressions += row.impressions
+        self.clicks += row.clicks
+        self.conversions += row.conversions
+        self.revenue_minor += row.revenue_minor
 
     def kpis(self) -> dict[str, Any]:
         return kpis(self)
 
 
-def _ratio(num: float, den: float, digits: int) -> float | None:
-    if den == 0:
-        return None
-    return round(num / den, digits)
-
-
 def kpis(t: Totals) -> dict[str, Any]:
     """The KPI block of one bucket. Money KPIs stay in minor units (fractional: a CPC of
     12.5 cents is 12.5), so a client formats every money figure the same way."""
-    conversions = round(t.conversions, 4)
+    # Inlined (no helper call per ratio): this runs for every cell of every report.
+    spend, impressions, clicks, conv = t.spend_minor, t.impressions, t.clicks, t.conversions
     return {
-        "spend_minor": t.spend_minor,
-        "impressions": t.impressions,
-        "clicks": t.clicks,
-        "conversions": conversions,
+        "spend_minor": spend,
+        "impressions": impressions,
+        "clicks": clicks,
+        "conversions": round(conv, 4),
         "revenue_minor": t.revenue_minor,
-        "ctr": _ratio(t.clicks, t.impressions, 6),
-        "cpc_minor": _ratio(t.spend_minor, t.clicks, 4),
-        "cpm_minor": _ratio(t.spend_minor * 1000, t.impressions, 4),
-        "cpa_minor": _ratio(t.spend_minor, t.conversions, 4) if t.conversions > 1e-9 else None,
-        "roas": _ratio(t.revenue_minor, t.spend_minor, 4),
+        "ctr": round(clicks / impressions, 6) if impressions else None,
+        "cpc_minor": round(spend / clicks, 4) if clicks else None,
+        "cpm_minor": round(spend * 1000 / impressions, 4) if impressions else None,
+        "cpa_minor": round(spend / conv, 4) if conv > 1e-9 else None,
+        "roas": round(t.revenue_minor / spend, 4) if spend else None,
     }
 
 

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from omnify.analytics import service
 from omnify.analytics.kpis import Dimension, Granularity
@@ -23,7 +23,7 @@ router = APIRouter(tags=["analytics"])
 @router.get("/orgs/{org_id}/clients/{client_id}/analytics", response_model=AnalyticsOut)
 async def client_analytics(
     client_id: uuid.UUID,
-    ctx: Annotated[OrgContext, Depends(require(Permission.CLIENTS_READ))],
+    ctx: Annotated[OrgContext, Depends(require(Permission.CLIENTS_READ, defer_limits=True))],
     settings: SettingsDep,
     since: Annotated[date | None, Query(description="First day (inclusive); default: 30 days before `until`.")] = None,
     until: Annotated[date | None, Query(description="Last day (inclusive); default: yesterday (UTC).")] = None,
@@ -36,6 +36,8 @@ async def client_analytics(
     d_since, d_until = service.default_range(utcnow().date())
     until = until or (d_until if since is None or since <= d_until else since)
     since = since or (until - (d_until - d_since))
-    body, hit = await service.report(ctx.session, settings, ctx.org_id, client_id,
-                                     service.Query(since, until, granularity, group_by, compare, top))
-    return JSONResponse(body, headers={"X-Cache": "hit" if hit else "miss", "Cache-Control": "private, max-age=0"})
+    body, hit = await service.report_json(ctx.session, settings, ctx.org_id, client_id,
+                                          service.Query(since, until, granularity, group_by, compare, top),
+                                          limits=ctx.limits)
+    return Response(body, media_type="application/json",
+                    headers={"X-Cache": "hit" if hit else "miss", "Cache-Control": "private, max-age=0"})

@@ -1,8 +1,9 @@
 """The analytics report of one client: validate, serve from cache, or compute and cache.
 
-The client check runs before the cache (an unknown or foreign client is a 404 whatever
-is cached); everything after it is served from the cache when the client's data has
-not changed since (see :mod:`omnify.analytics.cache`).
+A request's budget (issue 16): a cache hit is one Redis round trip (rate limits and the
+look-up together) and no database round trip once the caller is known; a miss adds one
+analytics query, which also checks the client (see :mod:`omnify.analytics.repository`).
+The report is encoded once (orjson): the same bytes are cached and sent.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnify.analytics import repository
 from omnify.analytics.cache import get_cache
 from omnify.analytics.kpis import Dimension, Granularity, previous_range, rollup
-from omnify.clients import service as clients
 from omnify.core.errors import UnprocessableEntity
+from omnify.core.ratelimit import PendingLimits
 from omnify.settings import Settings
 
 MAX_RANGE_DAYS = 731
@@ -49,16 +51,23 @@ def validate(q: Query) -> None:
         raise UnprocessableEntity("The request has invalid fields.", errors=errors)
 
 
-async def report(
-    session: AsyncSession, settings: Settings, org_id: uuid.UUID, client_id: uuid.UUID, q: Query
-) -> tuple[dict[str, Any], bool]:
-    """(report, served from cache)."""
-    validate(q)
-    await clients.get_client(session, org_id, client_id)
+async def report_json(
+    session: AsyncSession, settings: Settings, org_id: uuid.UUID, client_id: uuid.UUID, q: Query,
+    limits: PendingLimits | None = None,
+) -> tuple[bytes, bool]:
+    """(the report as JSON bytes, served from cache).
+
+    ``limits``: the request's rate limits, still to be checked; they are, first of all, in
+    the same Redis round trip as the cache look-up. A hit touches no database: the entry
+    exists only if the client did when it was computed (its key carries the caller's
+    organization, so another tenant can never reach it), and a miss checks the client in
+    the analytics query itself.
+    """
     cache = get_cache(settings)
-    key, cached = await cache.get_report(org_id, client_id, q.params())
-    if cached is not None:
-        return cached, True
+    found = await cache.lookup(org_id, client_id, q.params(), limits)
+    validate(q)
+    if found.body is not None:
+        return found.body, True
     prev_since, prev_until = previous_range(q.since, q.until) if q.compare else (None, None)
     read_from = prev_since or q.since
     rows = await repository.load_rows(session, org_id, client_id, read_from, q.until, q.group_by)
@@ -66,15 +75,23 @@ async def report(
     previous = [r for r in rows if r.day < q.since] if q.compare else None
     reports = rollup(current, since=q.since, until=q.until, granularity=q.granularity, dimension=q.group_by,
                      previous_rows=previous, top=q.top)
-    body = {
+    body = orjson.dumps({
         "client_id": str(client_id), "since": q.since.isoformat(), "until": q.until.isoformat(),
         "granularity": q.granularity.value, "group_by": q.group_by.value,
         "previous_since": prev_since.isoformat() if prev_since else None,
         "previous_until": prev_until.isoformat() if prev_until else None,
         "currencies": [r.to_dict() for r in reports],
-    }
-    await cache.put_report(key, body)
+    })
+    await cache.store(found, body)
     return body, False
+
+
+async def report(
+    session: AsyncSession, settings: Settings, org_id: uuid.UUID, client_id: uuid.UUID, q: Query
+) -> tuple[dict[str, Any], bool]:
+    """(report, served from cache), decoded: for pages that render it."""
+    body, hit = await report_json(session, settings, org_id, client_id, q)
+    return dict(orjson.loads(body)), hit
 
 
 def default_range(today: date) -> tuple[date, date]:

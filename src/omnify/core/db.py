@@ -11,7 +11,8 @@ that commits half-way through a request keeps its scope.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import JSON, DateTime, ForeignKey, MetaData, String, TypeDecorat
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, declared_attr, mapped_column
 
@@ -120,8 +122,39 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cur.close()
 
 
+class RetryingSession(AsyncSession):
+    """An AsyncSession that survives a dropped pooled connection.
+
+    The pool does not ping a connection on checkout (that would cost a round trip per
+    request); connections are recycled after ``db_pool_recycle`` seconds instead, and when
+    the *first* statement of a transaction finds its connection dead (the server restarted,
+    a proxy cut it), SQLAlchemy invalidates the pool and this session runs the statement
+    once more on a fresh connection. Only the first statement is retried: nothing of the
+    transaction can have happened yet, so the retry cannot double an effect.
+    """
+
+    async def _first_retried(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        fresh = not self.in_transaction()
+        try:
+            return await call()
+        except DBAPIError as exc:
+            if not (fresh and exc.connection_invalidated):
+                raise
+            await self.rollback()
+            return await call()
+
+    async def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        return await self._first_retried(lambda: AsyncSession.execute(self, statement, params, **kw))
+
+    async def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        return await self._first_retried(lambda: AsyncSession.scalar(self, statement, params, **kw))
+
+    async def connection(self, *args: Any, **kw: Any) -> Any:
+        return await self._first_retried(lambda: AsyncSession.connection(self, *args, **kw))
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(engine, class_=RetryingSession, expire_on_commit=False, autoflush=False)
 
 
 # ----------------------------------------------------------------------------- tenant context
@@ -141,22 +174,40 @@ def set_tenant(session: AsyncSession, org_id: uuid.UUID | None, **extra: str | N
 async def apply_tenant_now(session: AsyncSession) -> None:
     """Push the session's tenant settings into the already-open transaction."""
     if session.in_transaction():
-        await session.run_sync(lambda s: _write_settings(s, s.connection()))
+        await session.run_sync(lambda s: _write_settings(s, s.connection(), clear=True))
 
 
-def _write_settings(session: Session, connection: Connection) -> None:
+def _write_settings(session: Session, connection: Connection, *, clear: bool) -> None:
+    """All tenant settings in **one** ``SELECT set_config(...), ...`` statement (one round trip).
+
+    At the start of a transaction only the non-empty ones are written: transaction-local
+    settings start out empty anyway. Mid-transaction (``clear``) every key is written, so a
+    key dropped from the session since the transaction began is emptied too. A transaction
+    that already carries exactly these values is left alone.
+    """
     if connection.dialect.name != "postgresql":
         return
-    for key in TENANT_SETTING_KEYS:
-        connection.execute(
-            text("SELECT set_config(:k, :v, true)"), {"k": f"app.{key}", "v": session.info.get(key) or ""}
-        )
+    values = tuple(session.info.get(k) or "" for k in TENANT_SETTING_KEYS)
+    transaction = session.get_transaction()
+    applied = session.info.get(_APPLIED_KEY)
+    if applied is not None and applied[0]() is transaction and applied[1] == values:
+        return
+    keys = [k for k, v in zip(TENANT_SETTING_KEYS, values, strict=True) if clear or v]
+    if keys:
+        sql = "SELECT " + ", ".join(f"set_config('app.{k}', :{k}, true)" for k in keys)
+        connection.execute(text(sql), {k: session.info.get(k) or "" for k in keys})
+    if transaction is not None:
+        session.info[_APPLIED_KEY] = (weakref.ref(transaction), values)
+
+
+#: Session.info key: (weak ref to the transaction, the tenant values written into it).
+_APPLIED_KEY = "_tenant_applied"
 
 
 @event.listens_for(Session, "after_begin")
 def _apply_tenant_settings(session: Session, _tx: SessionTransaction, connection: Connection) -> None:
     if any(session.info.get(k) for k in TENANT_SETTING_KEYS):
-        _write_settings(session, connection)
+        _write_settings(session, connection, clear=False)
 
 
 class Database:

@@ -1,17 +1,32 @@
 """PostgreSQL row-level security and privileges, used by migrations.
 
 The application role owns nothing and has no BYPASSRLS, so every tenant table is filtered
-by ``org_id = current_setting('app.org_id')``: a query that forgets its scope returns no
-rows instead of another tenant's. Migrations run as the owner role, which bypasses RLS
-(policies are not FORCEd) for maintenance.
+by ``org_id = current_setting('app.org_id')::uuid``: a query that forgets its scope
+returns no rows instead of another tenant's. Migrations run as the owner role, which
+bypasses RLS (policies are not FORCEd) for maintenance.
+
+Policies compare **typed** values: the setting is cast to the column's type, never the
+column to text. ``current_setting`` is stable, so the planner evaluates the right-hand
+side once and the comparison can use the ``(org_id, ...)`` indexes; ``org_id::text =
+...`` could use none and cost a text conversion per row. ``NULLIF(.., '')`` because a
+transaction-local setting reads as '' (not NULL) once any transaction of the connection
+has set it, and ``''::uuid`` would be an error instead of "no rows".
 """
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-ORG_MATCH = "org_id::text = current_setting('app.org_id', true)"
+
+def setting_match(column: str, setting: str, cast: str = "uuid") -> str:
+    """``column = <transaction setting app.<setting>, typed>``; no rows when it is unset."""
+    return f"{column} = NULLIF(current_setting('app.{setting}', true), '')::{cast}"
+
+
+ORG_MATCH = setting_match("org_id", "org_id")
 
 
 def enable_rls_sql(table: str, extra: str | None = None) -> list[str]:
@@ -26,6 +41,47 @@ def enable_rls_sql(table: str, extra: str | None = None) -> list[str]:
 
 def disable_rls_sql(table: str) -> list[str]:
     return [f"DROP POLICY IF EXISTS tenant_isolation ON {table}", f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"]
+
+
+#: ``(col)::text = current_setting('app.x'::text, true)`` as PostgreSQL prints a policy.
+_UNTYPED = re.compile(r"\((\w+)\)::text = current_setting\('app\.(\w+)'::text, true\)")
+#: ``col = (NULLIF(current_setting('app.x'::text, true), ''::text))::uuid``, printed.
+_TYPED = re.compile(r"(\w+) = \(NULLIF\(current_setting\('app\.(\w+)'::text, true\), ''::text\)\)::uuid")
+
+
+def retype_policies(connection: Connection, *, typed: bool = True) -> list[str]:
+    """Rewrite every ``tenant_isolation`` policy to typed comparisons (or back, for a
+    downgrade), whatever migration created it; returns the tables changed.
+
+    Only comparisons of ``uuid`` columns are rewritten (``key_hash = current_setting(..)``
+    is already typed: both sides are text).
+    """
+    if connection.dialect.name != "postgresql":
+        return []
+    rows = connection.execute(text(
+        "SELECT tablename, qual, with_check FROM pg_policies "
+        "WHERE schemaname = current_schema() AND policyname = 'tenant_isolation' ORDER BY tablename")).all()
+    changed = []
+    for table, qual, check in rows:
+        uuid_columns = set(connection.execute(text(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = :t AND data_type = 'uuid'"), {"t": table}).scalars())
+
+        def rewrite(expr: str | None, uuid_columns: set[str] = uuid_columns) -> str | None:
+            if expr is None:
+                return None
+            if typed:
+                return _UNTYPED.sub(lambda m: setting_match(m[1], m[2]) if m[1] in uuid_columns else m[0], expr)
+            return _TYPED.sub(lambda m: f"({m[1]})::text = current_setting('app.{m[2]}', true)", expr)
+
+        new_qual, new_check = rewrite(qual), rewrite(check)
+        if (new_qual, new_check) == (qual, check):
+            continue
+        clauses = (f" USING ({new_qual})" if new_qual else "") + (f" WITH CHECK ({new_check})" if new_check else "")
+        quoted = connection.dialect.identifier_preparer.quote(table)
+        connection.execute(text(f"ALTER POLICY tenant_isolation ON {quoted}{clauses}"))
+        changed.append(table)
+    return changed
 
 
 AUDIT_TRIGGER_SQL = [

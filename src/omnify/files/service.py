@@ -3,7 +3,8 @@
 The upload pipeline, in the order the bytes meet it::
 
     request body -> multipart reader -> size/quota guard -> sniffer (type from content,
-    category allow-list) -> [raster images: spooled to a temp file, measured, thumbnailed]
+    category allow-list) -> [raster images and zip documents (Word, Excel): spooled to a
+    temp file and decoded, bombs refused; images measured and thumbnailed]
     -> storage.put_stream (hashes as it writes) -> one DB transaction (dedupe, final quota
     check under the organization lock, row, audit, event)
 
@@ -47,6 +48,7 @@ from omnify.core.storage import (
 )
 from omnify.events import service as events
 from omnify.files import repository
+from omnify.files.archives import acheck_archive
 from omnify.files.images import aprocess_image
 from omnify.files.models import UploadedFile
 from omnify.files.sniffing import FileCategory, FileTooLarge, max_bytes_for, sanitize_filename, sniff_stream
@@ -259,22 +261,28 @@ async def upload(
         width = height = None
         thumb_key: str | None = None
         thumb_size = 0
-        if detected.is_raster_image:
+        if detected.is_raster_image or detected.is_archive:
+            # Decoded before it is stored: image and zip bombs, corrupt or truncated files.
+            processed = None
             with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as fh:
                 digest = await _spool(sniffed.stream, fh)
                 existing = await repository.live_by_hash(session, org_id, client_id, digest)
                 await session.commit()
                 if existing is not None:
                     return UploadResult(existing, created=False)
-                processed = await aprocess_image(cast(BinaryIO, fh))  # refuses bombs and corrupt images
+                if detected.is_archive:
+                    await acheck_archive(cast(BinaryIO, fh))
+                else:
+                    processed = await aprocess_image(cast(BinaryIO, fh))
                 stored = await _put(storage, key, _read_file(fh), content_type=detected.mime, max_bytes=max_bytes)
                 stored_keys.append(key)
-            width, height = processed.info.width, processed.info.height
-            thumb_key = build_object_key(org_id, client_id, THUMBNAIL_CATEGORY, object_id)
-            thumb = await _put(storage, thumb_key, _once(processed.thumbnail.data),
-                               content_type=processed.thumbnail.content_type)
-            stored_keys.append(thumb_key)
-            thumb_size = thumb.size
+            if processed is not None:
+                width, height = processed.info.width, processed.info.height
+                thumb_key = build_object_key(org_id, client_id, THUMBNAIL_CATEGORY, object_id)
+                thumb = await _put(storage, thumb_key, _once(processed.thumbnail.data),
+                                   content_type=processed.thumbnail.content_type)
+                stored_keys.append(thumb_key)
+                thumb_size = thumb.size
         else:
             stored = await _put(storage, key, sniffed.stream, content_type=detected.mime, max_bytes=max_bytes)
             stored_keys.append(key)

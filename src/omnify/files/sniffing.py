@@ -90,6 +90,8 @@ RASTER_KINDS = frozenset({FileKind.PNG, FileKind.JPEG, FileKind.WEBP, FileKind.G
 IMAGE_KINDS = RASTER_KINDS | {FileKind.SVG}
 DOCUMENT_KINDS = frozenset({FileKind.PDF, FileKind.DOCX, FileKind.XLSX, FileKind.CSV, FileKind.TXT})
 TEXT_KINDS = frozenset({FileKind.CSV, FileKind.TXT})
+#: Zip containers: inflated and bounded before they are stored (:mod:`omnify.files.archives`).
+ARCHIVE_KINDS = frozenset({FileKind.DOCX, FileKind.XLSX})
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,10 @@ class DetectedType:
     @property
     def is_image(self) -> bool:
         return self.kind in IMAGE_KINDS
+
+    @property
+    def is_archive(self) -> bool:
+        return self.kind in ARCHIVE_KINDS
 
 
 class FileCategory(StrEnum):

@@ -17,8 +17,11 @@ used by the webhook tables, :func:`pending_orgs` can become one query.
 
 from __future__ import annotations
 
+import importlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,6 +36,16 @@ from omnify.webhooks import service
 from omnify.webhooks.events import CATALOGUE
 
 log = get_logger(__name__)
+
+#: Further consumers of the outbox: modules with ``async def on_event(session, settings,
+#: org_id, event_id, event_type, payload, occurred_at)``, called in the dispatch
+#: transaction like the e-mails (each must be idempotent on the event id).
+CONSUMER_MODULES = ("omnify.rules.consumer", "omnify.chat.consumer")
+Consumer = Callable[[AsyncSession, Settings, uuid.UUID, uuid.UUID, str, dict[str, Any], datetime], Awaitable[Any]]
+
+
+def _consumers() -> list[Consumer]:
+    return [importlib.import_module(name).on_event for name in CONSUMER_MODULES]
 
 
 async def _pending(session: AsyncSession, org_id: uuid.UUID, limit: int) -> Sequence[DomainEvent]:
@@ -59,6 +72,8 @@ async def dispatch_org(session: AsyncSession, settings: Settings, org_id: uuid.U
                                   occurred_at=event.created_at)
         await alerts.emails_for_event(session, settings, org_id, event.id, event.type, dict(event.payload),
                                       event.created_at)
+        for consume in _consumers():
+            await consume(session, settings, org_id, event.id, event.type, dict(event.payload), event.created_at)
     await session.execute(
         update(DomainEvent)
         .where(DomainEvent.org_id == org_id, DomainEvent.id.in_([e.id for e in events]))

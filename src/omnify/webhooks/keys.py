@@ -4,9 +4,9 @@ Signing secrets must be recoverable (we sign with them), so they are encrypted, 
 hashed. The associated data binds each blob to its organization, its row and its
 purpose: a blob copied into another endpoint, tenant or column does not decrypt.
 
-The key ring is cached per process (:class:`omnify.core.secrets.KeyRingCache`) because
-the Vault and AWS backends are network calls. The lead may move :func:`keyring_cache`
-to ``omnify.core`` once a second domain (credentials) needs the same accessor.
+The key ring is cached per process because the Vault and AWS backends are network calls:
+one cache per configuration, shared with platform credentials
+(:func:`omnify.core.secrets.keyring_cache`), so a rotation or retirement reaches both.
 """
 
 from __future__ import annotations
@@ -16,18 +16,8 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnify.core.crypto import EncryptedBlob, build_aad, decrypt_str, encrypt_str, needs_rewrap, rewrap
-from omnify.core.secrets import KeyRing, KeyRingCache, backend_from_settings
+from omnify.core.secrets import KeyRing, keyring_cache
 from omnify.settings import Settings
-
-_caches: dict[tuple[str, str, str], KeyRingCache] = {}
-
-
-def keyring_cache(settings: Settings) -> KeyRingCache:
-    key = (settings.secrets_backend, str(settings.data_dir.resolve()), str(settings.master_key_file or ""))
-    cache = _caches.get(key)
-    if cache is None:
-        cache = _caches[key] = KeyRingCache(backend_from_settings(settings))
-    return cache
 
 
 def _aad(purpose: str, org_id: uuid.UUID, row_id: uuid.UUID) -> bytes:
@@ -54,9 +44,9 @@ async def rewrap_all(session: AsyncSession, ring: KeyRing) -> int:
     """Re-wrap every webhook secret's data key under the ring's active master key.
 
     For ``omnify keys rotate``: needs no associated data, so it runs without decrypting
-    anything, and skips blobs already under the active key (safe to run again). Reads
-    every organization's rows: run it with the migration (owner) connection, which
-    row-level security does not filter. The caller commits.
+    anything, and skips blobs already under the active key (safe to run again). Reads every
+    row the session can see: the migration (owner) connection sees every organization's, the
+    app's role one bound tenant's (row-level security). The caller commits.
     """
     from sqlalchemy import select
 
@@ -72,6 +62,13 @@ async def rewrap_all(session: AsyncSession, ring: KeyRing) -> int:
             if needs_rewrap(blob, ring):
                 setattr(endpoint, column, rewrap(blob, ring).to_bytes())
                 changed += 1
+    from omnify.chat.models import ChatConnection  # Slack bot tokens and chat webhook URLs
+
+    for connection in (await session.scalars(select(ChatConnection))).all():
+        blob = EncryptedBlob.from_bytes(connection.secret_blob)
+        if needs_rewrap(blob, ring):
+            connection.secret_blob = rewrap(blob, ring).to_bytes()
+            changed += 1
     for source in (await session.scalars(select(InboundSource).where(InboundSource.secret_blob.is_not(None)))).all():
         assert source.secret_blob is not None
         blob = EncryptedBlob.from_bytes(source.secret_blob)

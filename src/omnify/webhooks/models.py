@@ -43,10 +43,19 @@ class InboundStatus(enum.StrEnum):
     FAILED = "failed"  # the processor kept failing
 
 
+#: The endpoint kinds: a customer's receiver (signed Standard Webhooks), or a chat
+#: destination whose body is rendered per platform (see :mod:`omnify.webhooks.formats`).
+STANDARD = "standard"
+
+
 class WebhookEndpoint(IdMixin, TimestampMixin, TenantMixin, Base):
     __tablename__ = "webhook_endpoints"
     __table_args__ = (Index("ix_webhook_endpoints_org_id_created_at", "org_id", "created_at"),)
 
+    #: standard | slack_webhook | slack_app | teams_webhook (chat destinations, migration 0171).
+    kind: Mapped[str] = mapped_column(String(20), default=STANDARD, server_default=STANDARD)
+    #: Per-kind settings, e.g. the Slack channel id of a slack_app destination.
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     url: Mapped[str] = mapped_column(String(2048))
     description: Mapped[str | None] = mapped_column(String(500))
     #: Subscribed event types; empty means every event type.
@@ -138,7 +147,7 @@ class InboundSource(IdMixin, TimestampMixin, TenantMixin, Base):
 
     __tablename__ = "inbound_webhook_sources"
     #: The receiver reads its one source; the app-wide privacy receiver sweeps (0007).
-    __rls_extra__ = ("(id::text = current_setting('app.inbound_source_id', true)) OR "
+    __rls_extra__ = ("(id = NULLIF(current_setting('app.inbound_source_id', true), '')::uuid) OR "
                      f"({sweep_clause('inbound_webhook_sources')})")
 
     provider: Mapped[str] = mapped_column(String(40))

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from omnify.core.db import insert_once
 from omnify.core.pagination import PageParams, keyset
 from omnify.webhooks.models import (
+    STANDARD,
     DeliveryStatus,
     InboundEvent,
     InboundSource,
@@ -56,27 +57,32 @@ async def delete(session: AsyncSession, obj: object) -> None:
 
 # ---------------------------------------------------------------------------- endpoints
 async def list_endpoints(session: AsyncSession, org_id: uuid.UUID, params: PageParams) -> Sequence[WebhookEndpoint]:
-    stmt = keyset(select(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id), WebhookEndpoint.created_at,
-                  WebhookEndpoint.id, params)
+    stmt = keyset(select(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id, WebhookEndpoint.kind == STANDARD),
+                  WebhookEndpoint.created_at, WebhookEndpoint.id, params)
     return (await session.scalars(stmt)).all()
 
 
-async def get_endpoint(session: AsyncSession, org_id: uuid.UUID, endpoint_id: uuid.UUID) -> WebhookEndpoint | None:
-    return await session.scalar(
-        select(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id, WebhookEndpoint.id == endpoint_id)
-    )
+async def get_endpoint(session: AsyncSession, org_id: uuid.UUID, endpoint_id: uuid.UUID,
+                       kind: str | None = None) -> WebhookEndpoint | None:
+    """One endpoint; ``kind`` restricts it (the webhook API sees only standard ones)."""
+    stmt = select(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id, WebhookEndpoint.id == endpoint_id)
+    if kind is not None:
+        stmt = stmt.where(WebhookEndpoint.kind == kind)
+    return await session.scalar(stmt)
 
 
 async def enabled_endpoints(session: AsyncSession, org_id: uuid.UUID) -> Sequence[WebhookEndpoint]:
     return (await session.scalars(
-        select(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id, WebhookEndpoint.enabled.is_(True))
+        select(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id, WebhookEndpoint.enabled.is_(True),
+                                      WebhookEndpoint.kind == STANDARD)
         .order_by(WebhookEndpoint.created_at)
     )).all()
 
 
 async def count_endpoints(session: AsyncSession, org_id: uuid.UUID) -> int:
     return int(await session.scalar(
-        select(func.count()).select_from(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id)) or 0)
+        select(func.count()).select_from(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id,
+                                                                WebhookEndpoint.kind == STANDARD)) or 0)
 
 
 # ------------------------------------------------------------------------------ events

@@ -41,9 +41,9 @@ from omnify.notifications import service as notifications
 from omnify.orgs import service as orgs
 from omnify.orgs.models import Role
 from omnify.settings import Settings
-from omnify.webhooks import events, keys, metrics, repository, signing, transport
+from omnify.webhooks import events, formats, keys, metrics, repository, signing, transport
 from omnify.webhooks.config import COUNTDOWN_THRESHOLD, WebhookConfig
-from omnify.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from omnify.webhooks.models import STANDARD, DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from omnify.webhooks.ssrf import BlockedDestination, Resolver, parse_url
 
 log = get_logger(__name__)
@@ -69,8 +69,10 @@ def _secret_hint(secret: str) -> str:
     return secret[: len(signing.SECRET_PREFIX) + 4] + "…"
 
 
-async def _endpoint_or_404(session: AsyncSession, org_id: uuid.UUID, endpoint_id: uuid.UUID) -> WebhookEndpoint:
-    endpoint = await repository.get_endpoint(session, org_id, endpoint_id)
+async def _endpoint_or_404(session: AsyncSession, org_id: uuid.UUID, endpoint_id: uuid.UUID,
+                           kind: str | None = STANDARD) -> WebhookEndpoint:
+    """``kind``: the webhook API manages standard endpoints only; the chat domain passes its kind."""
+    endpoint = await repository.get_endpoint(session, org_id, endpoint_id, kind)
     if endpoint is None:
         raise NotFound("Webhook endpoint not found.")
     return endpoint
@@ -235,11 +237,24 @@ async def fan_out(
     return created
 
 
+async def get_endpoint_of_kind(session: AsyncSession, org_id: uuid.UUID, endpoint_id: uuid.UUID,
+                               kind: str) -> WebhookEndpoint | None:
+    """A chat destination's endpoint (the chat domain manages those; the webhook API does not)."""
+    return await repository.get_endpoint(session, org_id, endpoint_id, kind)
+
+
+async def event_payload(session: AsyncSession, org_id: uuid.UUID, event_id: uuid.UUID) -> dict[str, Any] | None:
+    """The stored envelope of one event (chat charts are drawn from it)."""
+    event = await repository.get_event(session, org_id, event_id)
+    return dict(event.payload) if event is not None else None
+
+
 async def send_test_event(
     session: AsyncSession, org_id: uuid.UUID, actor: Actor, endpoint_id: uuid.UUID, idempotency_key: str | None,
+    *, kind: str | None = STANDARD,
 ) -> WebhookDelivery:
     """The test button. With an ``Idempotency-Key`` a retried click sends one event."""
-    endpoint = await _endpoint_or_404(session, org_id, endpoint_id)
+    endpoint = await _endpoint_or_404(session, org_id, endpoint_id, kind)
     if not endpoint.enabled:
         raise Conflict("The endpoint is disabled; enable it before sending a test event.", code="endpoint-disabled")
     event_id = uuid.uuid5(_TEST_EVENT_NAMESPACE, f"{endpoint.id}:{idempotency_key}") if idempotency_key \
@@ -259,9 +274,9 @@ async def send_test_event(
 # ---------------------------------------------------------------------- deliveries (read)
 async def list_deliveries(
     session: AsyncSession, org_id: uuid.UUID, endpoint_id: uuid.UUID, params: PageParams,
-    status: str | None, event_type: str | None,
+    status: str | None, event_type: str | None, *, kind: str | None = STANDARD,
 ) -> Sequence[WebhookDelivery]:
-    await _endpoint_or_404(session, org_id, endpoint_id)
+    await _endpoint_or_404(session, org_id, endpoint_id, kind)
     return await repository.list_deliveries(session, org_id, endpoint_id, params, status, event_type)
 
 
@@ -294,9 +309,10 @@ def _restart(delivery: WebhookDelivery, now: datetime) -> None:
 
 
 async def replay_delivery(
-    session: AsyncSession, org_id: uuid.UUID, actor: Actor, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
+    session: AsyncSession, org_id: uuid.UUID, actor: Actor, endpoint_id: uuid.UUID, delivery_id: uuid.UUID,
+    *, kind: str | None = STANDARD,
 ) -> WebhookDelivery:
-    endpoint = await _endpoint_or_404(session, org_id, endpoint_id)
+    endpoint = await _endpoint_or_404(session, org_id, endpoint_id, kind)
     delivery = await repository.get_delivery(session, org_id, delivery_id, endpoint_id)
     if delivery is None:
         raise NotFound("Delivery not found.")
@@ -377,13 +393,21 @@ async def attempt_delivery(
         return AttemptOutcome(delivery.id, org_id, delivery.status, False, None)
 
     secrets_ = await live_secrets(settings, endpoint, now)
-    body = events.encode(event.payload)
-    headers = signing.headers(secrets_, str(event.id), int(time.time()), body)
-    url = endpoint.url
+    if endpoint.kind == STANDARD:
+        body = events.encode(event.payload)
+        headers = signing.headers(secrets_, str(event.id), int(time.time()), body)
+        url, fmt = endpoint.url, None
+    else:  # a chat destination: the same event, rendered for its platform
+        fmt = formats.get(endpoint.kind)
+        prepared = await fmt.prepare(settings, endpoint, secrets_[0], dict(event.payload))
+        url, body, headers = prepared.url, prepared.body, prepared.headers
+    shown_url = endpoint.url  # a chat webhook's real URL is a secret: the log keeps the redacted one
     await session.commit()  # release the connection during the HTTP call
 
     result = await transport.post(url, body, headers, config, resolver)
-    return await _record_attempt(session, settings, config, org_id, delivery.id, url, result)
+    if fmt is not None:
+        result = fmt.judge(result)
+    return await _record_attempt(session, settings, config, org_id, delivery.id, shown_url, result)
 
 
 async def _record_attempt(
@@ -415,6 +439,8 @@ async def _record_attempt(
         metrics.DELIVERIES.labels(result=metrics.FAILURE).inc()
         if delivery.cycle_attempts < config.max_attempts:
             delay = config.retry_schedule[delivery.cycle_attempts]
+            if result.retry_after is not None:  # the receiver said when (Slack's 429): honour it, within an hour
+                delay = min(max(result.retry_after, 1.0), 3600.0)
             delivery.next_attempt_at = now + timedelta(seconds=delay)
         else:
             delivery.status, delivery.failed_at, delivery.next_attempt_at = DeliveryStatus.FAILED.value, now, None

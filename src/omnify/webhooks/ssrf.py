@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -73,11 +74,51 @@ def is_public(ip: IPAddress) -> bool:
     )
 
 
+_NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
+
+
+def _ipv4_number(part: str) -> int:
+    if part[:2].lower() == "0x":
+        return int(part[2:] or "0", 16)
+    if len(part) > 1 and part.startswith("0"):
+        return int(part, 8)  # ValueError for 08, 09: not an address
+    return int(part, 10)
+
+
+def _legacy_ipv4(host: str) -> ipaddress.IPv4Address:
+    """The IPv4 forms ``inet_aton`` (and so every resolver and browser) accepts besides the
+    dotted quad: one to four parts, each decimal, octal (leading 0) or hex (0x), the last
+    filling the remaining bytes; ``2852039166``, ``0xA9FEA9FE``, ``0251.0376.0251.0376``
+    and ``169.254.43518`` are all 169.254.169.254. (WHATWG URL's IPv4 parser, too.)"""
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4 or not all(_NUMERIC_LABEL.match(p) for p in parts):
+        raise ValueError(f"{host!r} is not an IPv4 address")
+    numbers = [_ipv4_number(p) for p in parts]
+    last_bits = 8 * (5 - len(numbers))
+    if any(n > 255 for n in numbers[:-1]) or numbers[-1] >= 1 << last_bits:
+        raise ValueError(f"{host!r} is out of the IPv4 range")
+    value = numbers[-1]
+    for index, number in enumerate(numbers[:-1]):
+        value |= number << (24 - 8 * index)
+    return ipaddress.IPv4Address(value)
+
+
 def _literal_ip(host: str) -> IPAddress | None:
+    """The address a host names literally, in any form the resolver would accept, or None
+    for a DNS name. A host whose last label is numeric is an address or is invalid (as in
+    the WHATWG URL standard): ``1.2.3.4.5`` never reaches DNS. One parser for the check
+    when an endpoint is saved and the one before each send."""
+    host = host.strip("[]")
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        return ipaddress.ip_address(host)
     except ValueError:
-        return None
+        pass
+    if _NUMERIC_LABEL.match(host.rstrip(".").rsplit(".", 1)[-1]):
+        try:
+            return _legacy_ipv4(host.rstrip("."))
+        except ValueError:
+            raise BlockedDestination(f"The host {host} is neither a valid address nor a host name.") from None
+    return None
 
 
 def parse_url(url: str, config: WebhookConfig) -> httpx.URL:

@@ -34,6 +34,28 @@ class AttemptResult:
     error: str | None
     ip: str | None = None
     blocked: bool = False
+    #: Seconds the receiver asked us to wait (``Retry-After`` on a 429 or 503), if any.
+    retry_after: float | None = None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        from email.utils import parsedate_to_datetime
+
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    from datetime import UTC, datetime
+
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def excerpt(raw: bytes, limit: int = RESPONSE_EXCERPT_BYTES) -> str:
@@ -98,7 +120,9 @@ async def post(
             return AttemptResult(False, None, elapsed(), None, f"{type(exc).__name__}: {exc}"[:500], ip=target.ip)
         status = response.status_code
         ok = 200 <= status < 300
+        retry_after = parse_retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
         error = None if ok else (f"redirect to {response.headers.get('location', '?')[:200]} not followed"
                                  if 300 <= status < 400 else f"HTTP {status}")
-        return AttemptResult(ok, status, elapsed(), response.extensions.get("omnify_excerpt"), error, ip=target.ip)
+        return AttemptResult(ok, status, elapsed(), response.extensions.get("omnify_excerpt"), error, ip=target.ip,
+                             retry_after=retry_after)
     return AttemptResult(False, None, elapsed(), None, last_error)

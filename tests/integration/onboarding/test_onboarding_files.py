@@ -33,6 +33,7 @@ from tests.integration.onboarding.onboarding_support import (
     stored_files,
     upload,
 )
+from tests.zipbombs import docx_bomb, docx_ok, docx_overlapping
 
 MiB = 1024 * 1024
 
@@ -118,6 +119,8 @@ async def test_category_allow_lists_and_query_category(client: httpx.AsyncClient
     csv_data = b"name,spend\nA,10\nB,20\n"
     doc = await upload(client, team.owner, c["id"], csv_data, name="report.csv", category="analysis_document")
     assert doc.status_code == 201 and doc.json()["kind"] == "csv" and doc.json()["width"] is None
+    word = await upload(client, team.owner, c["id"], docx_ok(), name="brief.docx", category="brand_guide")
+    assert word.status_code == 201 and word.json()["kind"] == "docx", word.text
     refused = await upload(client, team.owner, c["id"], pdf(), name="logo.pdf", category="logo")
     assert refused.status_code == 415 and refused.json()["allowed"] == ["jpeg", "png", "svg", "webp"]
     svg_ok = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
@@ -148,7 +151,12 @@ async def _assert_nothing_stored(client: httpx.AsyncClient, team: Team, settings
     ("broken.png", png()[:60], "logo", 422, "invalid-image"),
     ("fake.docx", b"PK\x03\x04" + b"\x00" * 200, "brand_guide", 415, "unsupported-file-type"),
     ("nul.txt", b"text with \x00 inside", "other", 415, "unsupported-file-type"),
-], ids=["empty", "elf-as-logo", "elf-as-other", "decompression-bomb", "truncated-png", "fake-docx", "nul-in-text"])
+    ("bomb.docx", docx_bomb(1024), "brand_guide", 422, "archive-bomb"),
+    ("overlap.docx", docx_overlapping(400), "analysis_document", 422, "archive-bomb"),
+    ("liar.docx", docx_bomb(1, lie_about_size=True), "other", 422, "archive-bomb"),
+    ("cut.docx", docx_ok()[:-30], "brand_guide", 422, "invalid-archive"),
+], ids=["empty", "elf-as-logo", "elf-as-other", "decompression-bomb", "truncated-png", "fake-docx", "nul-in-text",
+        "zip-bomb-1MB-to-1GiB", "zip-overlapping-entries", "zip-lying-header", "zip-truncated"])
 async def test_bad_uploads_are_refused_and_leave_nothing(
     client: httpx.AsyncClient, shared: Team, shared_client_id: str, settings: Settings, owner_database: Database,
     name: str, data: bytes, category: str, status: int, code: str,

@@ -98,7 +98,9 @@ async def _call(client: httpx.AsyncClient, route: Route, url: str, headers: dict
 
 # Routes under /clients owned by later domains, each guarded by its own tests (and by the
 # foundation's cross-tenant walk over every route).
-OTHER_DOMAINS = ("/analytics", "/brain-runs", "/connections", "/privacy-requests")
+OTHER_DOMAINS = ("/analytics", "/brain-runs", "/connections", "/privacy-requests",
+                 # issue 17 (brain calendar) and issue 19 (rule labels, reports): own route tests
+                 "/calendar", "/labels", "/exports", "/report")
 
 
 def test_matrix_covers_every_onboarding_route(app: Any) -> None:

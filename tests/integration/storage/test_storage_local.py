@@ -32,6 +32,7 @@ from omnify.core.storage import (
     verify_signed_local_url,
 )
 from omnify.settings import Settings
+from tests.servers import edge_proxy, serve_asgi
 
 SECRET = "test-secret-key-with-enough-entropy-0123456789"
 ORG, CLIENT = uuid.UUID(int=1), uuid.UUID(int=2)
@@ -200,10 +201,29 @@ async def test_signed_url_round_trip_and_refusals(tmp_path: Path) -> None:
         verify_signed_local_url(SECRET, url_key, {**params, "fn": "x"}, now=10**12)
 
 
-async def test_signed_url_uses_cdn_base(tmp_path: Path) -> None:
-    storage = make_storage(tmp_path, cdn_base_url="https://cdn.example.com/assets/")
-    url = await storage.signed_download_url("a/b", filename="x.png", ttl=30)
-    assert url.startswith(f"https://cdn.example.com/assets{LOCAL_DOWNLOAD_PATH}/a/b?")
+async def test_cdn_base_serves_the_object_through_an_edge(tmp_path: Path) -> None:
+    """The rebased link is fetched through a real forwarding edge in front of a served app: the
+    object arrives, and a link tampered with on its way through the CDN is still refused."""
+    app = FastAPI()
+    install_error_handlers(app)
+    with serve_asgi(app) as origin, edge_proxy(origin) as edge:
+        storage = make_storage(tmp_path, cdn_base_url=edge + "/")
+
+        @app.get(LOCAL_DOWNLOAD_PATH + "/{key:path}")
+        async def download(key: str, request: Request) -> StreamingResponse:
+            return await local_download_response(storage, key, request.query_params)
+
+        key = build_object_key(ORG, CLIENT, "creative")
+        body = os.urandom(100_000)
+        await storage.put_stream(key, chunks(body))
+        url = await storage.signed_download_url(key, filename="x.png", ttl=30)
+        assert url.startswith(f"{edge}{LOCAL_DOWNLOAD_PATH}/{key}?")
+        async with httpx.AsyncClient(timeout=30) as client:
+            resp = await client.get(url)
+            assert resp.status_code == 200, resp.text[:300]
+            assert resp.content == body and resp.headers["x-cache"].startswith("MISS")
+            forged = await client.get(url.replace(key, build_object_key(ORG, CLIENT, "creative"), 1))
+            assert forged.status_code == 403
 
 
 def test_content_disposition_rfc6266() -> None:

@@ -435,3 +435,23 @@ async def test_master_key_rotation_rewraps_webhook_secrets(
     ids = await emit(database, owner.org_id, "client.created", {"client_id": "rewrapped"})
     assert (await drive(database, settings, dev_config(), owner.org_id, ids))[ids[0]] == "succeeded"
     Webhook(endpoint["secret"]).verify(receiver.hits[-1].body, receiver.hits[-1].headers)
+
+
+async def test_keys_rotate_rewraps_webhook_secrets_as_the_app_role(
+    client: httpx.AsyncClient, owner: Account, database: Database, owner_database: Database, settings: Settings,
+    receiver: Receiver,
+) -> None:
+    """`omnify keys rotate` (credentials.keys) runs as the app's role: on PostgreSQL it must bind
+    each tenant to see its webhook secrets, or a later retirement strands them."""
+    from omnify.core.crypto import EncryptedBlob
+    from omnify.credentials import keys as credential_keys
+
+    endpoint = await create_endpoint(client, owner, receiver.url(host=HOST, path="/rotated"))
+    result = await credential_keys.rotate(settings, database)
+    assert result.report is not None and result.report.failed == []
+    async with owner_database.sessionmaker() as s:
+        row = await s.get(WebhookEndpoint, uuid.UUID(endpoint["id"]))
+        assert row is not None and EncryptedBlob.from_bytes(row.secret_blob).master_key_id == result.new_key_id
+    ids = await emit(database, owner.org_id, "client.created", {"client_id": "rotated"})
+    assert (await drive(database, settings, dev_config(), owner.org_id, ids))[ids[0]] == "succeeded"
+    Webhook(endpoint["secret"]).verify(receiver.hits[-1].body, receiver.hits[-1].headers)

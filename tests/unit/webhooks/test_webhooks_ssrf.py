@@ -39,12 +39,36 @@ def test_public_addresses(address: str) -> None:
     ("https://127.0.0.1/x", "non-public"),
     ("https://[::1]/x", "non-public"),
     ("https://169.254.169.254/latest/meta-data/", "non-public"),
+    # the other spellings of an IPv4 address that resolvers accept (inet_aton, WHATWG URL)
+    ("https://2852039166/latest/meta-data/", r"non-public address \(169\.254\.169\.254\)"),
+    ("https://0xA9FEA9FE/", r"non-public address \(169\.254\.169\.254\)"),
+    ("https://0xa9.0xfe.0xa9.0xfe/", r"non-public address \(169\.254\.169\.254\)"),
+    ("https://169.254.43518/", r"non-public address \(169\.254\.169\.254\)"),
+    ("https://169.16689662/", r"non-public address \(169\.254\.169\.254\)"),
+    ("https://127.1:8080/", r"non-public address \(127\.0\.0\.1\)"),
+    ("https://017700000001/", r"non-public address \(127\.0\.0\.1\)"),
+    ("https://0x7f.1/", r"non-public address \(127\.0\.0\.1\)"),
+    ("https://012.0.0.1/", "not valid"),  # httpx refuses zero-padded dotted quads itself
+    ("https://0/", "non-public"),
+    ("https://1.2.3.4.5/", "neither a valid address"),
+    ("https://4294967296/", "neither a valid address"),
+    ("https://08.1.1.1/", "not valid"),
+    ("https://hooks.example.123/", "neither a valid address"),
     ("https://" + "a" * 2050 + ".com/", "longer than"),
     ("https:///nohost", "no host"),
 ])
 def test_production_url_rules(url: str, message: str) -> None:
     with pytest.raises(BlockedDestination, match=message):
         parse_url(url, PROD)
+
+
+def test_numeric_forms_of_public_addresses_are_normalised() -> None:
+    from omnify.webhooks.ssrf import _literal_ip
+
+    assert str(_literal_ip("134744072")) == "8.8.8.8"
+    assert str(_literal_ip("0x08.0x08.0x0808")) == "8.8.8.8"
+    assert _literal_ip("3com.example") is None
+    assert _literal_ip("hooks.example.com") is None
 
 
 def test_allow_list_is_for_development_only() -> None:

@@ -16,17 +16,30 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from omnify.app import create_app
 from omnify.core import migrate
+from omnify.core import security as _security
 from omnify.core.db import Database
 from omnify.settings import Settings
 
+# Test speed, same algorithm and code paths: argon2id at its smallest cost in the test process
+# (production's argon2-cffi defaults cost ~0.5 s of CPU per hash, and the suite registers and logs
+# in thousands of users). Apps the tests start as subprocesses keep the production parameters;
+# test_production_password_hasher_parameters checks them.
+PRODUCTION_PASSWORD_HASHER = _security._hasher
+_security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+_security._DUMMY_HASH = _security._hasher.hash("omnify-dummy-password-for-timing")
+
 APP_ROLE = "omnify_app"
 TEST_SECRET = "test-secret-key-0123456789abcdef-0123456789"
+#: The scrape token of test apps: /metrics on the API port answers only with it.
+METRICS_TOKEN = "test-metrics-scrape-token"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 def _server_url() -> str | None:
@@ -36,6 +49,18 @@ def _server_url() -> str | None:
 
 def is_postgres() -> bool:
     return _server_url() is not None
+
+
+def redis_or_skip(url: str) -> None:
+    """Skip (fail in CI) when the Redis at ``url`` does not answer."""
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"Redis not reachable at {url}")
 
 
 requires_postgres = pytest.mark.skipif(not is_postgres(), reason="PostgreSQL-only behaviour (RLS, triggers)")
@@ -91,6 +116,7 @@ def make_settings(tmp: Path, urls: DatabaseUrls, **overrides: Any) -> Settings:
         db_pool_size=5,
         db_max_overflow=5,
         log_level="WARNING",
+        metrics_token=METRICS_TOKEN,
     )
     values.update(overrides)
     return Settings(**values)

@@ -7,7 +7,6 @@ The password is random per data directory and kept in ``<data_dir>/demo-credenti
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from omnify.auth import repository as auth_repo
 from omnify.auth import service as auth_service
 from omnify.core.context import Actor
 from omnify.core.db import Database
+from omnify.core.private_files import replace_private
 from omnify.settings import Settings
 
 DEMO_EMAIL = "demo@example.com"
@@ -48,6 +48,6 @@ async def ensure_demo(settings: Settings, db: Database, email: str = DEMO_EMAIL)
             name="Demo Marketer", organization_name=DEMO_ORG,
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"email": email, "password": password}))
-    os.chmod(path, 0o600)
+    # Private from the first byte (a write then chmod leaves the password readable for a moment).
+    replace_private(path, json.dumps({"email": email, "password": password}))
     return DemoLogin(email, password, created=True)

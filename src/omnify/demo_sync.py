@@ -35,7 +35,7 @@ from omnify.clients.schemas import ClientCreateIn
 from omnify.connections import service as connections
 from omnify.connections.config import SyncConfig
 from omnify.connections.connectors import ConnectorFactory
-from omnify.connections.models import BackfillStatus, ConnectionStatus
+from omnify.connections.models import BackfillStatus
 from omnify.core.context import Actor
 from omnify.core.db import Database, bind_tenant
 from omnify.core.pagination import PageParams
@@ -56,6 +56,7 @@ DEMO_CLIENTS: ClientsSpec = {
         (Platform.META_ADS, ["1000001"], None),
         (Platform.GOOGLE_ADS, ["1234567890"], None),
         (Platform.TIKTOK_ADS, ["1000001"], None),
+        (Platform.LINKEDIN_ADS, ["507400001"], None),
         (Platform.SHOPIFY, ["acme-outdoor.myshopify.com"], "acme-outdoor.myshopify.com"),
     ],
     "Bright Smiles Dental": [
@@ -72,6 +73,7 @@ def sandbox_env(running: RunningSandboxes) -> dict[str, str]:
     """Every setting that points Omnify at running sandboxes: base URLs *and* the sandbox
     apps' ids and secrets (sandbox-only values), so the API and the worker both use them."""
     from omnify.integrations.google.sandbox import GoogleSandbox
+    from omnify.integrations.linkedin.sandbox import LinkedInSandbox
     from omnify.integrations.meta.sandbox import MetaSandbox
     from omnify.integrations.shopify.sandbox import ShopifySandbox
     from omnify.integrations.tiktok.sandbox import TikTokSandbox
@@ -81,8 +83,10 @@ def sandbox_env(running: RunningSandboxes) -> dict[str, str]:
     google = running.sandboxes[Platform.GOOGLE_ADS]
     tiktok = running.sandboxes[Platform.TIKTOK_ADS]
     shopify = running.sandboxes[Platform.SHOPIFY]
+    linkedin = running.sandboxes[Platform.LINKEDIN_ADS]
     assert isinstance(meta, MetaSandbox) and isinstance(google, GoogleSandbox)
     assert isinstance(tiktok, TikTokSandbox) and isinstance(shopify, ShopifySandbox)
+    assert isinstance(linkedin, LinkedInSandbox)
     env.update({
         "OMNIFY_META_APP_ID": meta.config.app_id,
         "OMNIFY_META_APP_SECRET": meta.config.app_secret,
@@ -93,6 +97,8 @@ def sandbox_env(running: RunningSandboxes) -> dict[str, str]:
         "OMNIFY_TIKTOK_APP_SECRET": tiktok.secret,
         "OMNIFY_SHOPIFY_API_KEY": shopify.api_key,
         "OMNIFY_SHOPIFY_API_SECRET": shopify.api_secret,
+        "OMNIFY_LINKEDIN_CLIENT_ID": linkedin.client_id,
+        "OMNIFY_LINKEDIN_CLIENT_SECRET": linkedin.client_secret,
     })
     return env
 
@@ -173,13 +179,13 @@ async def _ensure_connected(
 ) -> uuid.UUID:
     async with db.sessionmaker() as session:
         await bind_tenant(session, org_id)
-        existing = {c.platform: c for c in await connections.list_connections(session, org_id, client_id)}
-        conn = existing.get(platform.value)
-        if conn is None or conn.status != ConnectionStatus.CONNECTED.value:
-            url = await connections.start_authorization(session, settings, factory, org_id, actor, user_id,
-                                                        client_id, platform, shop=shop)
-            query = await _consent(url)
-            conn = await connections.complete_authorization(session, settings, factory, platform, query, actor)
+        # Authorized again on every start, connected or not: the sandboxes `up` started hold
+        # the tokens they issued in memory, so a second `up` on the same data directory found
+        # every stored token refused and all demo connections failed (issue 14).
+        url = await connections.start_authorization(session, settings, factory, org_id, actor, user_id,
+                                                    client_id, platform, shop=shop)
+        query = await _consent(url)
+        conn = await connections.complete_authorization(session, settings, factory, platform, query, actor)
         if sorted(conn.selected_account_ids) != sorted(accounts):
             conn = await connections.select_accounts(session, org_id, actor, client_id, platform, accounts)
         elif conn.backfill_status == BackfillStatus.NONE.value:

@@ -10,6 +10,7 @@ from omnify.audit import models as audit_models
 from omnify.auth import models as auth_models
 from omnify.brain_runs import models as brain_run_models
 from omnify.campaigns import models as campaign_models
+from omnify.chat import models as chat_models
 from omnify.clients import models as client_models
 from omnify.connections import models as connection_models
 from omnify.core.db import Base, TenantMixin
@@ -22,6 +23,8 @@ from omnify.onboarding import models as onboarding_models
 from omnify.orgs import models as org_models
 from omnify.privacy import models as privacy_models
 from omnify.recommendations import models as recommendation_models
+from omnify.reports import models as report_models
+from omnify.rules import models as rule_models
 from omnify.sync import models as sync_models
 from omnify.webhooks import models as webhook_models
 
@@ -31,6 +34,7 @@ MODEL_MODULES = (
     auth_models,
     brain_run_models,
     campaign_models,
+    chat_models,
     client_models,
     connection_models,
     credential_models,
@@ -42,6 +46,8 @@ MODEL_MODULES = (
     org_models,
     privacy_models,
     recommendation_models,
+    report_models,
+    rule_models,
     sync_models,
     webhook_models,
 )

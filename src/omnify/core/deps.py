@@ -18,7 +18,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
+    """``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread,
+    a thread hop on every request for a dictionary look-up."""
     settings: Settings = request.app.state.settings
     return settings
 

@@ -146,6 +146,46 @@ def _jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+#: What a 503 for an unreachable database tells clients to wait (a restart takes seconds).
+DB_RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database could not be reached (refused, reset, timed out),
+    found anywhere in its cause chain (SQLAlchemy wraps the driver's error)."""
+    from sqlalchemy.exc import DBAPIError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if type(current).__name__ in _UNREACHABLE_NAMES:
+            return True
+        if isinstance(current, (ConnectionError, TimeoutError)) and _raised_by_database_driver(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _raised_by_database_driver(exc: BaseException) -> bool:
+    """A refused or timed-out connection of the database driver, not of a platform client:
+    SQLAlchemy re-raises the socket error of a failed connect as is."""
+    tb = exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if module.startswith(("sqlalchemy.", "asyncpg.", "aiosqlite")):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+#: asyncpg's "server gone / not ready" errors (matched by name: the driver is optional).
+_UNREACHABLE_NAMES = frozenset({"CannotConnectNowError", "ConnectionDoesNotExistError", "ConnectionFailureError",
+                                "AdminShutdownError", "CrashShutdownError"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -171,6 +211,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if database_unavailable(exc):
+            # The database is down or restarting: a temporary condition the client should
+            # retry, not a bug; nothing was acknowledged, so nothing is lost.
+            log.warning("database_unavailable", error_type=type(exc).__name__)
+            return problem(request, 503, "Service unavailable",
+                           "The database is temporarily unavailable; retry after the indicated delay.",
+                           "database-unavailable", {"Retry-After": str(DB_RETRY_AFTER_SECONDS)})
         log.exception("unhandled_error", error_type=type(exc).__name__)
         return problem(request, 500, "Internal server error",
                        "An unexpected error occurred; quote the request id when reporting it.",

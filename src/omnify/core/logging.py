@@ -230,6 +230,17 @@ def build_formatter(json_output: bool) -> structlog.stdlib.ProcessorFormatter:
     )
 
 
+def json_logs(settings: Settings, stream: Any = None) -> bool:
+    """JSON unless the operator asked otherwise or a person is reading a terminal (not in production)."""
+    if settings.log_json is not None:
+        return settings.log_json
+    if settings.env == "production":
+        return True
+    stream = stream if stream is not None else sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    return not (callable(isatty) and isatty())
+
+
 def configure_logging(settings: Settings) -> None:
     """Route all logging (ours and third-party) through one JSON (or console) handler.
 
@@ -258,7 +269,7 @@ def configure_logging(settings: Settings) -> None:
 
     handler = _StdoutHandler()
     setattr(handler, _HANDLER_MARK, True)
-    handler.setFormatter(build_formatter(settings.log_json))
+    handler.setFormatter(build_formatter(json_logs(settings)))
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:

@@ -1,4 +1,15 @@
-"""Prometheus metrics for the API process and the ``GET /metrics`` endpoint.
+"""Prometheus metrics for the API process, and where Prometheus reads them.
+
+Never publicly on the API port (issue 20: anyone could read ~250 KB of route, tenant
+volume and job figures). Two ways, both off until configured:
+
+* ``OMNIFY_METRICS_PORT``: a separate listener in the API process (prometheus_client's
+  HTTP server, started by the app's lifespan) on ``OMNIFY_METRICS_HOST``. The ingress
+  routes only the API port, and in Kubernetes a NetworkPolicy admits only the
+  monitoring namespace to this one. With ``uvicorn --workers N`` the first process binds
+  it and, in multi-process mode (below), reports every worker.
+* ``OMNIFY_METRICS_TOKEN``: ``GET /metrics`` on the API port answers a scraper that
+  presents ``Authorization: Bearer <token>`` (401 otherwise; 404 while no token is set).
 
 Registry design: every app gets its **own** :class:`~prometheus_client.CollectorRegistry`
 for the HTTP and DB-pool metrics (``app.state.metrics_registry``), so tests and tools
@@ -20,9 +31,10 @@ child-exit hook (gunicorn ``child_exit``) to clean their files.
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -34,6 +46,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -44,8 +57,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omnify.core.db import Database
+from omnify.core.errors import Unauthorized
+from omnify.core.logging import get_logger
 from omnify.core.middleware import route_template
 from omnify.settings import Settings
+
+log = get_logger(__name__)
 
 METRICS_PATH: Final = "/metrics"
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -165,7 +182,7 @@ class MetricsMiddleware:
 
 
 def exposition_registry(app: FastAPI) -> CollectorRegistry:
-    """What ``/metrics`` renders: the app's registry, or all workers in multi-process mode."""
+    """What a scrape renders: the app's registry, or all workers in multi-process mode."""
     if multiprocess_dir():
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
@@ -174,8 +191,26 @@ def exposition_registry(app: FastAPI) -> CollectorRegistry:
     return registry_
 
 
+class _Scrape(Collector):
+    """One scrape, whichever door it came through: fresh pool numbers, then everything,
+    then the collectors domains add (``app.state.metrics_extra``: business gauges)."""
+
+    def __init__(self, app: FastAPI, metrics: HttpMetrics, db: Database) -> None:
+        self.app, self.metrics, self.db = app, metrics, db
+
+    def collect(self) -> Iterable[Metric]:
+        refresh_pool_gauges(self.metrics, self.db)
+        yield from exposition_registry(self.app).collect()
+        for extra in getattr(self.app.state, "metrics_extra", []):
+            yield from extra.collect()
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
 def install_metrics(app: FastAPI, settings: Settings, db: Database) -> None:
-    """Create the app's registry and metrics, the timing middleware and ``GET /metrics``.
+    """Create the app's registry and metrics, the timing middleware and, with a token,
+    the authenticated ``GET /metrics`` (the separate port: :func:`start_metrics_listener`).
 
     Call after :func:`omnify.core.middleware.install_middleware` so the timing layer is
     outermost and also sees requests refused by the inner middleware (413, CORS).
@@ -188,6 +223,7 @@ def install_metrics(app: FastAPI, settings: Settings, db: Database) -> None:
         registry.register(_DefaultRegistryProxy())
     app.state.metrics_registry = registry
     app.state.http_metrics = metrics
+    app.state.metrics_scrape = _Scrape(app, metrics, db)
 
     refresh_pool_gauges(metrics, db)
 
@@ -198,10 +234,46 @@ def install_metrics(app: FastAPI, settings: Settings, db: Database) -> None:
         event.listen(db.engine.sync_engine, name, _on_pool_change)
 
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.metrics_token is None:
+        return
+    expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
 
     async def metrics_endpoint(request: Request) -> Response:
-        refresh_pool_gauges(metrics, db)
-        payload = generate_latest(exposition_registry(request.app))
+        presented = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(presented, expected):
+            raise Unauthorized("Metrics need the scrape token (Authorization: Bearer ...).",
+                               code="metrics-token-required")
+        for refresh in getattr(request.app.state, "metrics_refreshers", []):
+            try:
+                await refresh()
+            except Exception as exc:  # stale gauges beat a failed scrape (the DB may be the outage)
+                log.warning("metrics.refresh_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        payload = generate_latest(request.app.state.metrics_scrape)
         return Response(payload, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
     app.add_api_route(METRICS_PATH, metrics_endpoint, methods=["GET"], include_in_schema=False, name="metrics")
+
+
+def start_metrics_listener(app: FastAPI, settings: Settings) -> Callable[[], None] | None:
+    """Serve the scrape on ``OMNIFY_METRICS_HOST:OMNIFY_METRICS_PORT``; returns its stop.
+
+    A port already bound is a warning, not a failure: with ``--workers N`` one process
+    owns it (and reports all of them in multi-process mode).
+    """
+    scrape = getattr(app.state, "metrics_scrape", None)
+    if scrape is None or settings.metrics_port <= 0:
+        return None
+    try:
+        server, thread = start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=scrape)
+    except OSError as exc:
+        log.warning("metrics.port_unavailable", port=settings.metrics_port, host=settings.metrics_host,
+                    error=str(exc))
+        return None
+    log.info("metrics.listening", port=settings.metrics_port, host=settings.metrics_host)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop

@@ -1,19 +1,26 @@
-"""Rate limiting per IP, user, API key and organization, built on the ``limits`` library.
+"""Rate limiting per IP, user, API key and organization.
 
-Strategy: **moving window**. It is exact (no 2x burst at a fixed-window boundary), and
-both storages we use implement it: ``limits``' in-process memory storage when
-``OMNIFY_REDIS_URL`` is unset (one process, ``omnify up``) and its async Redis storage
-otherwise (shared by every API worker and replica).
+Strategies, the two of ``limits``: a limit over a window shorter than an hour (logins,
+per-minute limits) is a **moving window**, exact: a log of the window's hits (a sorted
+set in Redis), no 2x burst at a window boundary. A daily one (the API quota of a plan:
+50,000 to 10,000,000 a day) is a **sliding window counter**: a counter per fixed window,
+the previous one weighted by how much of it still overlaps; two integers per identity
+however large the limit, where a log would hold millions of timestamps, at the cost of a
+small approximation.
 
-Redis client: ``limits`` 5.x defaults its async Redis storage to **coredis** (that is
-what the ``limits[async-redis]`` extra installs). We pass ``implementation="redispy"``
-so it runs on ``redis.asyncio`` from redis-py (>= 5.2), the client the rest of Omnify
-already uses (cache, health checks, Celery); ``coredis`` is then not needed.
+All the limits of one request - the caller's, the organization's per-minute and its daily
+quota - are checked and counted in **one** Redis round trip: one Lua script
+(:data:`_LUA`) reads every counter, refuses if any limit would be passed (then counting
+nothing), otherwise increments them all, and can return a few cache entries read in the
+same trip (:meth:`RateLimiter.hit_many`'s ``fetch``, used by the analytics cache so a
+cached report costs one Redis round trip in all). ``limits`` has the same algorithm but
+one script call per limit; its parser reads the limit strings. Without
+``OMNIFY_REDIS_URL`` (one process, ``omnify up``) the same arithmetic runs in memory.
 
 Availability over strictness: if Redis is configured but unreachable, :meth:`RateLimiter.hit`
 **fails open** - the request is allowed and a (throttled) warning is logged - because a
 cache outage must not take the whole API down. Brute-force protection of logins has its
-own database-backed lockout, so failing open here does not open that door.
+own database-backed throttle (auth/throttle.py), so failing open here does not open that door.
 
 Usage from a route dependency::
 
@@ -30,17 +37,16 @@ import asyncio
 import hashlib
 import ipaddress
 import math
+import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final, Literal, cast, get_args
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -143,13 +149,197 @@ def redis_storage_uri(redis_url: str) -> str:
     raise ValueError("OMNIFY_REDIS_URL must start with redis://, rediss:// or unix://")
 
 
-class RateLimiter:
-    """Moving-window limiter shared by one app (``app.state.rate_limiter``).
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One identity against one configured limit string (``"600/minute"``, ``"5/minute;2/hour"``)."""
 
-    ``hit`` never raises because of the storage: when Redis is configured but down, it
-    logs ``rate_limit_storage_unavailable`` (at most every 30 s) and lets the request
-    through. It raises :class:`~omnify.core.errors.RateLimited` only when the identity is
-    over its limit.
+    scope: str
+    identity: str
+    limit: str
+
+
+class PendingLimits:
+    """A request's limits, checked later in one trip (see ``require(..., defer_limits=True)``)."""
+
+    def __init__(self, limiter: RateLimiter, request: Request | None, checks: Sequence[Limit]) -> None:
+        self.limiter, self.request, self.checks = limiter, request, list(checks)
+        self.applied = False
+
+    async def apply(self, fetch: Sequence[str] = ()) -> list[bytes | None]:
+        """Check and count them (raises RateLimited); returns the ``fetch`` keys' values."""
+        self.applied = True
+        return await self.limiter.hit_many(self.request, self.checks, fetch=fetch)
+
+
+#: Limits over windows shorter than this are kept as an exact log (a sorted set of the
+#: window's hits); longer ones (daily quotas) as a sliding window counter. By window, not
+#: amount: a plan change that moves a daily quota keeps what was already used today.
+LOG_WINDOW_MAX_SECONDS: Final = 3600
+
+#: KEYS: one key per limit item, then the keys to fetch. ARGV: number of items, then
+#: (kind, amount, window ms) per item, kind 1 = log, 0 = counter. Checks every item, and
+#: only if all allow, counts the hit in each. Returns {all allowed (1/0), then per item
+#: three numbers (log: hits in the window before this one, age in ms of the oldest, 0;
+#: counter: previous window's count, current window's count, ms into the window; the
+#: counts are after this hit when allowed), then the fetched values}.
+_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local member = t[1] .. t[2]
+local n = tonumber(ARGV[1])
+local out = {1}
+local current = {}
+for i = 1, n do
+  local kind, amount, win = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
+  if kind == 1 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - win)
+    local count = redis.call('ZCARD', KEYS[i])
+    local age = 0
+    if count > 0 then
+      age = now - tonumber(redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')[2])
+    end
+    if count + 1 > amount then out[1] = 0 end
+    out[#out + 1] = count
+    out[#out + 1] = age
+    out[#out + 1] = 0
+  else
+    local idx = math.floor(now / win)
+    local elapsed = now - idx * win
+    current[i] = KEYS[i] .. ':' .. idx
+    local cur = tonumber(redis.call('GET', current[i]) or '0')
+    local prev = tonumber(redis.call('GET', KEYS[i] .. ':' .. (idx - 1)) or '0')
+    if math.floor(prev * (win - elapsed) / win) + cur + 1 > amount then out[1] = 0 end
+    out[#out + 1] = prev
+    out[#out + 1] = cur
+    out[#out + 1] = elapsed
+  end
+end
+if out[1] == 1 then
+  for i = 1, n do
+    local kind, win = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i + 1])
+    if kind == 1 then
+      redis.call('ZADD', KEYS[i], now, member)
+      redis.call('PEXPIRE', KEYS[i], win)
+    else
+      local c = redis.call('INCR', current[i])
+      if c == 1 then redis.call('PEXPIRE', current[i], 2 * win) end
+      out[3 * i] = c
+    end
+  end
+end
+for j = n + 1, #KEYS do out[#out + 1] = redis.call('GET', KEYS[j]) end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    scope: str
+    limit: RateLimitItem
+    key: str
+
+    @property
+    def is_log(self) -> bool:
+        return self.limit.get_expiry() < LOG_WINDOW_MAX_SECONDS
+
+    @property
+    def window_ms(self) -> int:
+        return self.limit.get_expiry() * 1000
+
+
+class _MemoryCounters:
+    """The script's arithmetic in process, for the embedded single-process set-up."""
+
+    def __init__(self) -> None:
+        self._logs: dict[str, deque[int]] = {}
+        self._counts: dict[str, tuple[int, float]] = {}  # counter key -> (count, expires at)
+        self._lock = threading.Lock()
+        self._next_sweep = 0.0
+
+    def hit(self, items: Sequence[_Item]) -> tuple[bool, list[tuple[int, int, int]]]:
+        now_s = time.time()
+        now = int(now_s * 1000)
+        with self._lock:
+            if now_s >= self._next_sweep:
+                self._sweep(now, now_s)
+            stats: list[tuple[int, int, int]] = []
+            ok = True
+            for item in items:
+                win, amount = item.window_ms, item.limit.amount
+                if item.is_log:
+                    log = self._logs.setdefault(item.key, deque())
+                    while log and log[0] <= now - win:
+                        log.popleft()
+                    ok = ok and len(log) + 1 <= amount
+                    stats.append((len(log), now - log[0] if log else 0, 0))
+                else:
+                    idx = now // win
+                    elapsed = now - idx * win
+                    cur = self._live(f"{item.key}:{idx}", now_s)
+                    prev = self._live(f"{item.key}:{idx - 1}", now_s)
+                    ok = ok and prev * (win - elapsed) // win + cur + 1 <= amount
+                    stats.append((prev, cur, elapsed))
+            if ok:
+                for i, item in enumerate(items):
+                    if item.is_log:
+                        self._logs[item.key].append(now)
+                    else:
+                        key = f"{item.key}:{now // item.window_ms}"
+                        count = self._live(key, now_s) + 1
+                        self._counts[key] = (count, now_s + 2 * item.window_ms / 1000)
+                        stats[i] = (stats[i][0], count, stats[i][2])
+        return ok, stats
+
+    def _live(self, key: str, now_s: float) -> int:
+        found = self._counts.get(key)
+        return found[0] if found and found[1] > now_s else 0
+
+    def _sweep(self, now: int, now_s: float) -> None:
+        self._counts = {k: v for k, v in self._counts.items() if v[1] > now_s}
+        self._logs = {k: v for k, v in self._logs.items() if v and v[-1] > now - 86_400_000}
+        self._next_sweep = now_s + 60
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+            self._logs.clear()
+
+
+def _status(item: _Item, a: int, b: int, c: int, allowed: bool) -> tuple[RateLimitStatus, bool]:
+    """(where the identity stands, whether this limit is one refusing), from the numbers the
+    check returned for it (see :data:`_LUA`)."""
+    amount, window, win = item.limit.amount, item.limit.get_expiry(), item.window_ms
+    if item.is_log:
+        count, oldest_age = a, b
+        over = not allowed and count + 1 > amount
+        used = count + (1 if allowed else 0)
+        remaining = 0 if over else max(0, amount - used)
+        # The oldest hit leaves the window first (this one, if it is the only one).
+        reset_ms = win - oldest_age if count else win
+    else:
+        prev, cur, elapsed = a, b, c
+        weighted = prev * (win - elapsed) // win + cur
+        over = not allowed and weighted + 1 > amount
+        remaining = 0 if over else max(0, amount - weighted)
+        if not over:
+            reset_ms = win - elapsed  # the current window's end
+        elif cur < amount and prev > 0:  # the previous window fades out enough within this one
+            reset_ms = max(0, math.ceil(win - (amount - cur) * win / prev) - elapsed)
+        else:  # not before the next window, where this one's count fades in turn
+            reset_ms = (win - elapsed) + max(0, math.ceil(win - amount * win / max(cur, 1)))
+    reset_after = min(max(1, math.ceil(reset_ms / 1000)), 2 * window)
+    status = RateLimitStatus(scope=item.scope, limit=amount, remaining=remaining, reset_after=reset_after,
+                             window=window)
+    return status, over
+
+
+class RateLimiter:
+    """Sliding-window-counter limiter shared by one app (``app.state.rate_limiter``).
+
+    ``hit``/``hit_many`` never raise because of the storage: when Redis is configured but
+    down, they log ``rate_limit_storage_unavailable`` (at most every 30 s) and let the
+    request through. They raise :class:`~omnify.core.errors.RateLimited` only when an
+    identity is over its limit.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -163,27 +353,21 @@ class RateLimiter:
                 raise ValueError(f"OMNIFY_{name.upper()} is not a valid rate limit: {exc}") from exc
 
         self._pool: aioredis.ConnectionPool | None = None
-        self.storage: Storage
+        self._redis: aioredis.Redis | None = None
+        self._memory = _MemoryCounters()
         if settings.redis_url:
+            redis_storage_uri(settings.redis_url)  # validates the scheme
             self._pool = aioredis.ConnectionPool.from_url(
                 settings.redis_url,
                 socket_connect_timeout=STORAGE_TIMEOUT_SECONDS,
                 socket_timeout=STORAGE_TIMEOUT_SECONDS,
                 health_check_interval=30,
             )
-            options: dict[str, Any] = {"connection_pool": self._pool}
-            self.storage = RedisStorage(
-                redis_storage_uri(settings.redis_url),
-                wrap_exceptions=True,
-                implementation="redispy",
-                key_prefix=KEY_PREFIX,
-                **options,
-            )
+            self._redis = aioredis.Redis(connection_pool=self._pool)
+            self._script = self._redis.register_script(_LUA)
             self.backend = "redis"
         else:
-            self.storage = MemoryStorage()
             self.backend = "memory"
-        self._strategy = MovingWindowRateLimiter(self.storage)
         self._last_warning = -math.inf
         self._degraded = False
 
@@ -192,43 +376,68 @@ class RateLimiter:
 
         Raises RateLimited (429, ``Retry-After`` in seconds) when over the limit.
         """
+        await self.hit_many(request, [Limit(scope, identity, limit)])
+
+    async def hit_many(self, request: Request | None, checks: Sequence[Limit],
+                       fetch: Sequence[str] = ()) -> list[bytes | None]:
+        """Check and count several limits at once (one Redis round trip); nothing is
+        counted when one of them refuses. Also returns the values of the Redis keys in
+        ``fetch`` (all ``None`` without Redis, or when it is unreachable)."""
+        items: list[_Item] = []
+        for check in checks:
+            if check.scope not in SCOPES:
+                raise ValueError(f"unknown rate-limit scope {check.scope!r}; use one of {sorted(SCOPES)}")
+            if not check.identity:
+                raise ValueError("rate-limit identity must not be empty")
+            bucket = _bucket(check.scope, check.identity)
+            for parsed in parse_limit(check.limit):
+                # Counted per identity and window, not per amount (see LOG_WINDOW_MAX_SECONDS).
+                items.append(_Item(check.scope, parsed,
+                                   f"{KEY_PREFIX}:{check.scope}:{bucket}:{parsed.get_expiry()}"))
         if not self.enabled:
-            return
-        if scope not in SCOPES:
-            raise ValueError(f"unknown rate-limit scope {scope!r}; use one of {sorted(SCOPES)}")
-        if not identity:
-            raise ValueError("rate-limit identity must not be empty")
-        bucket = _bucket(scope, identity)
-        for item in parse_limit(limit):
+            items = []
+        nothing: list[bytes | None] = [None] * len(fetch)
+        if not items and not fetch:
+            return nothing
+        fetched = nothing
+        if self._redis is None:
+            allowed, stats = self._memory.hit(items)
+        else:
+            args: list[int] = [len(items)]
+            for one in items:
+                args += [1 if one.is_log else 0, one.limit.amount, one.window_ms]
             try:
                 async with asyncio.timeout(STORAGE_TIMEOUT_SECONDS * 2):
-                    allowed = await self._strategy.hit(item, scope, bucket)
-                    stats = await self._strategy.get_window_stats(item, scope, bucket)
-            except (StorageError, RedisError, OSError, TimeoutError) as exc:
+                    reply = await self._script(keys=[i.key for i in items] + list(fetch), args=args)
+            except (RedisError, OSError, TimeoutError) as exc:
                 self._storage_failed(exc)
-                return
+                return nothing
             self._storage_ok()
-            window = item.get_expiry()
-            reset_after = max(0, math.ceil(stats.reset_time - time.time()))
-            status = RateLimitStatus(
-                scope=scope,
-                limit=item.amount,
-                remaining=max(0, stats.remaining) if allowed else 0,
-                reset_after=min(reset_after, window),
-                window=window,
-            )
+            allowed = bool(reply[0])
+            stats = [(int(reply[1 + 3 * i]), int(reply[2 + 3 * i]), int(reply[3 + 3 * i])) for i in range(len(items))]
+            fetched = list(reply[1 + 3 * len(items):])
+        judged = [(*_status(item, *stat, allowed=allowed), item) for item, stat in zip(items, stats, strict=True)]
+        for status, _over, _item in judged:
             _record(request, status)
-            if not allowed:
-                RATE_LIMITED_TOTAL.labels(scope=scope).inc()
-                retry_after = max(1, status.reset_after)
-                log.info("rate_limited", scope=scope, limit=str(item), retry_after=retry_after)
-                raise RateLimited(
-                    f"Rate limit for this {scope.replace('_', ' ')} exceeded ({item.amount} per "
-                    f"{_window_text(window)}); retry in {retry_after} s.",
-                    headers={"Retry-After": str(retry_after), **status.headers()},
-                    scope=scope,
-                    retry_after=retry_after,
-                )
+        if not allowed:
+            # Retry when every refusing limit allows again: after the longest wait.
+            worst, _over, refusing = max((j for j in judged if j[1]), key=lambda j: j[0].reset_after)
+            RATE_LIMITED_TOTAL.labels(scope=worst.scope).inc()
+            retry_after = max(1, worst.reset_after)
+            log.info("rate_limited", scope=worst.scope, limit=str(refusing.limit), retry_after=retry_after)
+            raise RateLimited(
+                f"Rate limit for this {worst.scope.replace('_', ' ')} exceeded ({refusing.limit.amount} per "
+                f"{_window_text(worst.window)}); retry in {retry_after} s.",
+                headers={"Retry-After": str(retry_after), **worst.headers()},
+                scope=worst.scope,
+                retry_after=retry_after,
+            )
+        return fetched
+
+    @property
+    def degraded(self) -> bool:
+        """True since the storage last failed (requests pass unlimited meanwhile)."""
+        return self._degraded
 
     def _storage_failed(self, exc: BaseException) -> None:
         self._degraded = True
@@ -250,16 +459,18 @@ class RateLimiter:
 
     async def reset(self) -> None:
         """Forget every counter (tests and operators after an incident)."""
-        await self.storage.reset()
+        self._memory.reset()
+        if self._redis is not None:
+            keys = [k async for k in self._redis.scan_iter(match=f"{KEY_PREFIX}:*", count=1000)]
+            for start in range(0, len(keys), 500):
+                await self._redis.delete(*keys[start:start + 500])
 
     async def close(self) -> None:
-        """Release the Redis connections (memory storage holds nothing to release)."""
+        """Release the Redis connections (memory counters hold nothing to release)."""
+        if self._redis is not None:
+            await self._redis.aclose()
         if self._pool is not None:
             await self._pool.aclose()  # type: ignore[attr-defined]  # stale types-redis stubs
-        elif isinstance(self.storage, MemoryStorage):
-            timer = self.storage.timer
-            if timer is not None and not timer.done():
-                timer.cancel()
 
 
 def _window_text(seconds: int) -> str:
@@ -270,26 +481,14 @@ def _window_text(seconds: int) -> str:
     return f"{seconds} seconds"
 
 
-def client_ip(request: Request, *, trust_forwarded_for: bool | None = None) -> str:
-    """The client's IP address for rate limiting and audit.
+def client_ip(request: Request) -> str:
+    """The client's IP address for rate limiting and audit: the socket peer.
 
-    ``X-Forwarded-For`` is only believed when ``settings.trust_forwarded_for`` is true
-    (deploy behind exactly one trusted proxy/load balancer), and then only its right-most
-    entry - the address *our* proxy saw - because anything left of it is client-supplied.
-    Behind uvicorn's ``--proxy-headers --forwarded-allow-ips`` the socket address is
-    already correct and the flag can stay off.
+    Behind a reverse proxy the peer is the proxy; :func:`omnify.core.middleware.install_proxy_headers`
+    (uvicorn's ProxyHeadersMiddleware with exactly ``OMNIFY_TRUSTED_PROXIES``) has then
+    already replaced it with the address that proxy saw. ``X-Forwarded-For`` is never
+    read here: from anyone but a trusted proxy it is whatever the client chose.
     """
-    if trust_forwarded_for is None:
-        settings = getattr(request.app.state, "settings", None) if "app" in request.scope else None
-        trust_forwarded_for = bool(getattr(settings, "trust_forwarded_for", False))
-    if trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-        if hops:
-            try:
-                return str(ipaddress.ip_address(hops[-1]))
-            except ValueError:
-                pass
     if request.client and request.client.host:
         return request.client.host
     return "unknown"

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
-import os
 import re
 import secrets
 import stat
@@ -51,6 +51,7 @@ import anyio
 import structlog
 from pydantic import SecretStr
 
+from omnify.core.private_files import create_private_once, replace_private
 from omnify.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -297,37 +298,14 @@ class FileBackend:
         """
         ring = KeyRing(active_key_id=(key_id := new_key_id()), keys={key_id: generate_master_key()})
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self._write_private_tmp(ring)
-        try:
-            os.link(tmp, self.path)
-        except FileExistsError:
+        if not create_private_once(self.path, _ring_text(ring)):
             return self.load()
-        finally:
-            tmp.unlink(missing_ok=True)
         log.warning("master_key_generated", path=str(self.path), key_id=ring.active_key_id,
                     hint="development only; back this file up or set OMNIFY_MASTER_KEYS")
         return ring
 
     def _replace(self, ring: KeyRing) -> None:
-        tmp = self._write_private_tmp(ring)
-        try:
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def _write_private_tmp(self, ring: KeyRing) -> Path:
-        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(ring.to_document(), fh, indent=2)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return tmp
+        replace_private(self.path, _ring_text(ring))
 
     def _warn_if_readable_by_others(self) -> None:
         # A warning rather than a refusal: Kubernetes mounts secret volumes 0644 unless told otherwise.
@@ -485,6 +463,10 @@ class AwsSecretsManagerBackend:
         return None
 
 
+def _ring_text(ring: KeyRing) -> str:
+    return json.dumps(ring.to_document(), indent=2) + "\n"
+
+
 def dev_key_file(settings: Settings) -> Path:
     return settings.data_dir / DEV_KEY_FILE_NAME
 
@@ -573,3 +555,35 @@ class KeyRingCache:
     def invalidate(self) -> None:
         """Forget the cached ring, e.g. right after this process rotated keys."""
         self._ring = None
+
+
+# ------------------------------------------------------------------ one cached ring per process
+#: How long a process trusts its cached ring; also the wait before retiring a key.
+KEY_RING_TTL_SECONDS = 300.0
+_ring_caches: dict[tuple[Any, ...], KeyRingCache] = {}
+
+
+def _ring_cache_key(settings: Settings) -> tuple[Any, ...]:
+    env = settings.master_keys.get_secret_value() if settings.master_keys else ""
+    token = settings.vault_token.get_secret_value() if settings.vault_token else ""
+    return (
+        settings.secrets_backend, settings.env, str(settings.data_dir), str(settings.master_key_file),
+        hashlib.sha256(env.encode()).hexdigest(), settings.vault_url, hashlib.sha256(token.encode()).hexdigest(),
+        settings.vault_mount, settings.vault_path, settings.aws_secret_id, settings.aws_region,
+        settings.aws_endpoint_url,
+    )
+
+
+def keyring_cache(settings: Settings) -> KeyRingCache:
+    """The process-wide cached key ring of this configuration (built on first use).
+
+    One cache for every domain that seals with the master keys (platform credentials, webhook
+    secrets): a rotation or a retirement that invalidates it reaches them all. With one cache per
+    domain, a retired key stayed active in the other domain's copy until its TTL ran out, and new
+    secrets were sealed with a key no longer in the ring.
+    """
+    key = _ring_cache_key(settings)
+    cache = _ring_caches.get(key)
+    if cache is None:
+        cache = _ring_caches[key] = KeyRingCache(backend_from_settings(settings), ttl=KEY_RING_TTL_SECONDS)
+    return cache

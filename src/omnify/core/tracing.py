@@ -96,7 +96,11 @@ def install_tracing(
     else:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
 
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=EXCLUDED_URLS)
+    # No span per ASGI message ("http send"/"http receive"): two or three more spans per
+    # request that say nothing the server span does not, and most of tracing's cost on a
+    # cached request (issue 16 budgets tracing at 10 % of throughput; bench/api_load.py).
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=EXCLUDED_URLS,
+                                       exclude_spans=["receive", "send"])
     instrument_engine(db.engine.sync_engine, provider)
 
     if set_global:

@@ -41,7 +41,7 @@ class Membership(IdMixin, TimestampMixin, TenantMixin, Base):
     __tablename__ = "memberships"
     __table_args__ = (UniqueConstraint("org_id", "user_id"),)
     #: A user may read their own memberships across organizations (to list their orgs).
-    __rls_extra__ = "user_id::text = current_setting('app.user_id', true)"
+    __rls_extra__ = "user_id = NULLIF(current_setting('app.user_id', true), '')::uuid"
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     role: Mapped[Role] = mapped_column(ROLE_ENUM)

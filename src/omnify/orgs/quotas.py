@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnify.core.db import utcnow
 from omnify.core.errors import QuotaExceeded
+from omnify.core.invalidation import LocalCache, watch
 from omnify.orgs import repository
+from omnify.orgs.models import OrgQuota
 
 Resource = Literal["members", "clients", "storage_bytes", "api_calls_per_day"]
 RESOURCES: tuple[Resource, ...] = ("members", "clients", "storage_bytes", "api_calls_per_day")
@@ -48,7 +50,22 @@ async def _members_usage(session: AsyncSession, org_id: uuid.UUID) -> int:
 register_usage("members", _members_usage)
 
 
+#: Plan limits per organization, for a few seconds (every API request reads the daily
+#: call quota); dropped when the organization or its quota row changes.
+_LIMITS: LocalCache[uuid.UUID, dict[Resource, int]] = LocalCache("plan_limits")
+watch(OrgQuota, lambda q: [("org", str(q.org_id))])
+
+
 async def limits_for(session: AsyncSession, org_id: uuid.UUID) -> dict[Resource, int]:
+    cached = _LIMITS.get(org_id)
+    if cached is not None:
+        return dict(cached)
+    limits = await _read_limits(session, org_id)
+    _LIMITS.put(org_id, limits, [("org", str(org_id))])
+    return dict(limits)
+
+
+async def _read_limits(session: AsyncSession, org_id: uuid.UUID) -> dict[Resource, int]:
     org = await repository.get_org(session, org_id)
     plan = PLANS.get(org.plan if org else "free", PLANS["free"])
     limits = dict(plan)

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -130,3 +131,10 @@ def add(session: AsyncSession, obj: object) -> None:
 
 async def delete(session: AsyncSession, obj: object) -> None:
     await session.delete(obj)
+
+
+async def delete_invitations_expired_before(session: AsyncSession, org_id: uuid.UUID, cutoff: datetime) -> int:
+    result = await session.execute(
+        sa_delete(Invitation).where(Invitation.org_id == org_id, Invitation.expires_at < cutoff)
+        .execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)

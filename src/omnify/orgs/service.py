@@ -12,7 +12,8 @@ import secrets
 import unicodedata
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +24,7 @@ from omnify.core.context import Actor
 from omnify.core.db import bind_tenant, utcnow
 from omnify.core.errors import Conflict, Forbidden, Gone, NotFound, UnprocessableEntity
 from omnify.core.pagination import PageParams
+from omnify.core.secrets import keyring_cache
 from omnify.core.security import invitation_org, new_api_key, new_invitation_token, sha256_hex
 from omnify.notifications import service as notifications
 from omnify.orgs import quotas, repository
@@ -67,6 +69,12 @@ async def memberships_of(
 ) -> Sequence[tuple[Membership, Organization]]:
     await bind_tenant(session, None, user_id=str(user.id))
     return await repository.memberships_of_user(session, user.id, params or PageParams(limit=200))
+
+
+async def role_of(session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID) -> Role | None:
+    """The user's role in the organization (None: not a member)."""
+    membership = await repository.get_membership(session, org_id, user_id)
+    return membership.role if membership is not None else None
 
 
 async def get_org(session: AsyncSession, org_id: uuid.UUID) -> Organization:
@@ -191,9 +199,10 @@ async def invite(
     org = await get_org(session, org_id)
     await notifications.queue_email(
         session, to=email, template="invitation", org_id=org_id, dedupe_key=f"invitation:{inv.id}",
-        context={"org_name": org.name, "role": role.value, "inviter": actor.label, "token": token,
-                 "accept_url": f"{settings.public_base_url}/invitations/accept?token={token}",
+        context={"org_name": org.name, "role": role.value, "inviter": actor.label,
                  "expires_at": inv.expires_at.isoformat()},
+        secrets={"token": token, "accept_url": f"{settings.public_base_url}/invitations/accept?token={token}"},
+        keyring=await keyring_cache(settings).get(),
     )
     await audit.record(session, org_id, actor, "invitation.created", target_type="invitation", target_id=inv.id,
                        changes={"email": email, "role": role.value})
@@ -222,6 +231,29 @@ async def revoke_invitation(session: AsyncSession, org_id: uuid.UUID, actor: Act
     await audit.record(session, org_id, actor, "invitation.revoked", target_type="invitation", target_id=inv.id,
                        changes={"email": inv.email})
     await session.commit()
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationPreview:
+    """What the invitation page shows before anyone signs in (the link is the secret)."""
+
+    org_name: str
+    email: str
+    role: Role
+    status: str
+
+
+async def invitation_preview(session: AsyncSession, token: str) -> InvitationPreview:
+    org_id = invitation_org(token)
+    if org_id is None:
+        raise NotFound("Invitation not found.", code="invitation-not-found")
+    token_hash = sha256_hex(token)
+    await bind_tenant(session, org_id, invitation_hash=token_hash)
+    inv = await repository.get_invitation_by_hash(session, org_id, token_hash)
+    if inv is None:
+        raise NotFound("Invitation not found.", code="invitation-not-found")
+    org = await get_org(session, org_id)
+    return InvitationPreview(org_name=org.name, email=inv.email, role=inv.role, status=invitation_status(inv))
 
 
 async def accept_invitation(session: AsyncSession, user: User, actor: Actor, token: str) -> Membership:
@@ -285,3 +317,13 @@ async def revoke_api_key(session: AsyncSession, org_id: uuid.UUID, actor: Actor,
         await audit.record(session, org_id, actor, "api_key.revoked", target_type="api_key", target_id=key.id,
                            changes={"prefix": key.prefix})
     await session.commit()
+
+
+#: Expired invitations stay listed (so an admin sees what lapsed and can re-invite) this long.
+EXPIRED_INVITATION_GRACE = timedelta(days=30)
+
+
+async def purge_expired_invitations(session: AsyncSession, org_id: uuid.UUID, now: datetime) -> int:
+    """Delete invitations expired more than :data:`EXPIRED_INVITATION_GRACE` ago; the
+    session is bound to ``org_id`` and the caller commits. Their history is in the audit log."""
+    return await repository.delete_invitations_expired_before(session, org_id, now - EXPIRED_INVITATION_GRACE)

@@ -74,7 +74,7 @@ class RedisProcess:
             stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         try:
             while True:
                 try:

@@ -18,17 +18,21 @@ import pytest
 pytest.importorskip("omnify.auth.router", reason="domain routers not written yet")
 
 from omnify.app import create_app
+from omnify.core import migrate
 from omnify.settings import Settings
+from tests.conftest import METRICS_AUTH, METRICS_TOKEN
 
 
 def _settings(tmp: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"env": "test", "data_dir": tmp, "redis_url": None, "rate_limit_auth": "3/minute"}
+    values: dict[str, Any] = {"env": "test", "data_dir": tmp, "redis_url": None, "rate_limit_auth": "3/minute",
+                              "metrics_token": METRICS_TOKEN}
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture
 async def app_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    migrate.upgrade(_settings(tmp_path))  # /readyz is 503 "migrations pending" on an empty database
     app = create_app(_settings(tmp_path))
     async with (
         app.router.lifespan_context(app),
@@ -63,7 +67,7 @@ async def test_auth_endpoints_rate_limited_per_ip(app_client: httpx.AsyncClient)
     assert int(blocked.headers["Retry-After"]) >= 1
     assert blocked.headers["RateLimit-Limit"] == "3"
 
-    metrics = (await app_client.get("/metrics")).text
+    metrics = (await app_client.get("/metrics", headers=METRICS_AUTH)).text
     assert 'route="/api/v1/auth/login"' in metrics
     assert "omnify_http_request_duration_seconds_bucket" in metrics
 
@@ -110,7 +114,7 @@ def serve(tmp_path: Path, *, workers: int = 1, **extra_env: str) -> Served:
         )
     sock.close()
     server = Served(f"http://127.0.0.1:{port}", log_path, proc)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # generous: a loaded 2-CPU machine starts workers slowly
     while True:
         try:
             if httpx.get(server.base_url + "/healthz", timeout=1).status_code == 200:
@@ -125,6 +129,7 @@ def serve(tmp_path: Path, *, workers: int = 1, **extra_env: str) -> Served:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
+    migrate.upgrade(_settings(tmp_path))
     server = serve(tmp_path)
     yield server
     server.stop()
@@ -171,14 +176,20 @@ def test_served_app_logs_json_and_limits_bodies(served: Served) -> None:
 
 
 def test_metrics_aggregate_all_workers_in_multiprocess_mode(tmp_path: Path) -> None:
-    """The documented PROMETHEUS_MULTIPROC_DIR set-up: one scrape sees every worker."""
+    """The documented PROMETHEUS_MULTIPROC_DIR set-up: one scrape of the metrics port (bound
+    by whichever worker came first) sees every worker."""
     multiproc = tmp_path / "prom"
     multiproc.mkdir()
-    server = serve(tmp_path, workers=2, PROMETHEUS_MULTIPROC_DIR=str(multiproc))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    server = serve(tmp_path, workers=2, PROMETHEUS_MULTIPROC_DIR=str(multiproc), OMNIFY_METRICS_PORT=str(metrics_port))
     try:
         for _ in range(20):  # a new connection each time, so both workers get traffic
             assert httpx.get(server.base_url + "/api/v1/openapi.json", timeout=10).status_code == 200
-        text = httpx.get(server.base_url + "/metrics", timeout=10).text
+        # Not on the API port without the scrape token; on the metrics port, every worker.
+        assert httpx.get(server.base_url + "/metrics", timeout=10).status_code == 404
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
     finally:
         server.stop()
     line = next(

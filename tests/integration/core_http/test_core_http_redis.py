@@ -85,12 +85,15 @@ async def test_limit_shared_by_two_workers_through_redis(redis_url: str, tmp_pat
 
 
 async def test_readyz_checks_real_redis(redis_url: str, tmp_path: Path) -> None:
+    from omnify.core import migrate
+
+    migrate.upgrade(_settings(tmp_path, redis_url))
     app = _app(_settings(tmp_path, redis_url), "x")
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             resp = await client.get("/readyz")
         assert resp.status_code == 200
-        assert resp.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+        assert resp.json() == {"status": "ok", "checks": {"database": "ok", "migrations": "ok", "redis": "ok"}}
     finally:
         await _close(app)
 

@@ -26,6 +26,7 @@ from omnify.core.middleware import install_middleware, set_request_identity
 from omnify.core.ratelimit import RateLimiter, client_ip, ip_rate_limit
 from omnify.core.tracing import install_tracing
 from omnify.settings import Settings
+from tests.conftest import METRICS_TOKEN
 
 probe_log = get_logger("omnify.tests.core_http")
 
@@ -40,6 +41,7 @@ def http_settings(tmp: Path, **overrides: Any) -> Settings:
         "otel_enabled": False,
         "max_request_body_bytes": 4096,
         "max_upload_bytes": 64 * 1024,
+        "metrics_token": METRICS_TOKEN,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -7,6 +7,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from omnify.core.tracing import traces_endpoint
+from tests.conftest import METRICS_AUTH
 
 
 async def test_server_span_and_sql_span_when_enabled(make_client, parse_lines, capsys) -> None:
@@ -54,7 +55,7 @@ async def test_probes_are_not_traced(make_client) -> None:
     exporter = InMemorySpanExporter()
     _, client = await make_client(otel_enabled=True, exporter=exporter)
     await client.get("/healthz")
-    await client.get("/metrics")
+    await client.get("/metrics", headers=METRICS_AUTH)
     assert [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER] == []
 
 

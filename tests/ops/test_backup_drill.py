@@ -9,8 +9,10 @@ drill prints RPO and RTO and they must meet 1 h / 4 h.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -34,7 +36,9 @@ from omnify.ops.backup import (
 from omnify.ops.crypto import KEY_ENV, BackupKey, KeyRing
 from omnify.ops.store import LocalStore
 
-pytestmark = pytest.mark.slow
+# server_clock: recovery targets and RPO compare this process's clock with the scratch servers'
+# commit timestamps; the clock-ahead runs move Python's clock only, so they leave the drill out.
+pytestmark = [pytest.mark.slow, pytest.mark.server_clock]
 
 RPO_OBJECTIVE_S = 3600
 RTO_OBJECTIVE_S = 4 * 3600
@@ -68,24 +72,83 @@ def _run(cmd: list[str], env: dict[str, str] | None = None) -> None:
     assert proc.returncode == 0, f"{cmd[0]}: {proc.stderr}{proc.stdout}"
 
 
+def _can(user: str, test_flag: str, path: Path | str) -> bool:
+    return subprocess.run(as_user(["test", test_flag, str(path)], user), check=False).returncode == 0
+
+
+def _interpreter_for(user: str) -> str:
+    """An interpreter ``user`` can run, of this one's version (the copied extension modules are
+    built for it): this venv's base interpreter, else the system's (e.g. when the base lives in a
+    private pyenv under /root)."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in dict.fromkeys([os.path.realpath(sys.executable), "/usr/bin/python3"]):
+        probe = subprocess.run(
+            as_user([candidate, "-c", "import sys; print(f'{sys.version_info.major}.{sys.version_info.minor}')"], user),
+            capture_output=True, text=True, check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    _skip_or_fail(f"the server's user {user!r} can run no Python {version} ({sys.executable} is out of its reach)")
+    raise AssertionError("unreachable")
+
+
+def _imported_packages(probe_dir: Path) -> set[str]:
+    """Top-level third-party modules that the archive and restore commands import, lazy imports
+    included: a real wal-push and wal-fetch run here under ``-X importtime``, which lists each one."""
+    segment = probe_dir / "000000010000000000000001"
+    segment.write_bytes(os.urandom(4096))
+    store = LocalStore(probe_dir / "store").url
+    names: set[str] = set()
+    for args in (
+        ["backup", "wal-push", str(segment), segment.name, "--store", store],
+        ["restore", "wal-fetch", segment.name, str(probe_dir / "fetched"), "--store", store],
+    ):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "omnify.ops.backup", *args],
+                              capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        names |= {line.rsplit("|", 1)[1].strip().partition(".")[0]
+                  for line in proc.stderr.splitlines()[1:] if line.startswith("import time:")}
+    return names - set(sys.stdlib_module_names) - set(sys.builtin_module_names) - {"__main__"}
+
+
+def stage_backup_runtime(dest: Path, user: str) -> str:
+    """Copy what the archive/restore commands import into ``dest`` (which ``user`` can read) and
+    return the shell fragment that runs them (for OMNIFY_BACKUP_PYTHON).
+
+    PostgreSQL runs archive_command as its own OS user. A checkout (and its venv) in a private
+    folder (a ``mktemp -d`` folder, a home directory) is out of that user's reach, so the server
+    gets its own copy of the packages those commands import (omnify, typer, cryptography, ...),
+    run by an interpreter of this one's version.
+    """
+    interpreter = _interpreter_for(user)
+    dest.mkdir()
+    with tempfile.TemporaryDirectory(prefix="omnify-probe-") as probe:
+        packages = _imported_packages(Path(probe))
+    for name in sorted(packages):
+        spec = importlib.util.find_spec(name)
+        if spec is None:  # an optional import that failed (importtime lists attempts too)
+            continue
+        if spec.submodule_search_locations:
+            source = Path(next(iter(spec.submodule_search_locations)))
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            assert spec.origin, name
+            shutil.copy2(spec.origin, dest / Path(spec.origin).name)
+    _run(["chmod", "-R", "a+rX", str(dest)])
+    return f"PYTHONPATH={shlex.quote(str(dest))} {shlex.quote(interpreter)}"
+
+
 @pytest.fixture
 def workspace(run_as: str | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="omnify-pitr-"))
     root.chmod(0o755)
-    if run_as:
-        _run(["chown", f"{run_as}:", str(root)])
-        # The server's OS user must be able to run the interpreter for archive/restore commands.
-        probe = subprocess.run(as_user(["test", "-x", sys.executable], run_as), check=False)
-        if probe.returncode != 0:
-            system_python = "/usr/bin/python3"
-            if not os.access(system_python, os.X_OK):
-                _skip_or_fail(f"{run_as} cannot execute {sys.executable} and there is no {system_python}")
-            site = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
-            src = str(Path(__file__).resolve().parents[2] / "src")
-            monkeypatch.setenv("OMNIFY_BACKUP_PYTHON", system_python)
-            monkeypatch.setenv("PYTHONPATH", os.pathsep.join([site, src]))
-    monkeypatch.setenv(KEY_ENV, BackupKey.generate().encoded())
     try:
+        monkeypatch.setenv(KEY_ENV, BackupKey.generate().encoded())
+        if run_as:
+            _run(["chown", f"{run_as}:", str(root)])
+            if not _can(run_as, "-w", root):
+                _skip_or_fail(f"{run_as} cannot reach {root} (a parent folder is private): point TMPDIR elsewhere")
+            monkeypatch.setenv("OMNIFY_BACKUP_PYTHON", stage_backup_runtime(root / "runtime", run_as))
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)

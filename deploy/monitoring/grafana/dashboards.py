@@ -477,14 +477,14 @@ def business() -> Dashboard:
             [
                 [
                     (
-                        Stat(title="Organisations", targets=[t(f"sum(omnify_organizations{{{NS}}})", instant=True)]),
+                        Stat(title="Organisations", targets=[t(f"max(omnify_organizations{{{NS}}})", instant=True)]),
                         6,
                         5,
                     ),
                     (
                         Stat(
                             title="Clients onboarded",
-                            targets=[t(f"sum(omnify_clients_onboarded{{{NS}}})", instant=True)],
+                            targets=[t(f"max(omnify_clients_onboarded{{{NS}}})", instant=True)],
                         ),
                         6,
                         5,
@@ -501,7 +501,7 @@ def business() -> Dashboard:
                         Stat(
                             title="Emails sent (24 h)",
                             targets=[
-                                t(f'sum(increase(omnify_emails_total{{{NS},result="success"}}[24h]))', instant=True)
+                                t(f'sum(increase(omnify_emails_total{{{NS},result="sent"}}[24h]))', instant=True)
                             ],
                         ),
                         6,
@@ -515,7 +515,7 @@ def business() -> Dashboard:
                             unit="short",
                             targets=[
                                 t(
-                                    f"sum by (currency) (omnify_spend_under_management_minor{{{NS}}}) / 100",
+                                    f"max by (currency) (omnify_spend_under_management_minor{{{NS}}}) / 100",
                                     "{{currency}}",
                                 ),
                             ],
@@ -528,8 +528,8 @@ def business() -> Dashboard:
                             title="Organisations and onboarded clients",
                             unit="short",
                             targets=[
-                                t(f"sum(omnify_organizations{{{NS}}})", "organisations"),
-                                t(f"sum(omnify_clients_onboarded{{{NS}}})", "clients onboarded", "B"),
+                                t(f"max(omnify_organizations{{{NS}}})", "organisations"),
+                                t(f"max(omnify_clients_onboarded{{{NS}}})", "clients onboarded", "B"),
                             ],
                         ),
                         12,
@@ -696,7 +696,7 @@ def errors() -> Dashboard:
                             title="Emails failed per hour",
                             unit="short",
                             targets=[
-                                t(f'sum(increase(omnify_emails_total{{{NS},result!="success"}}[1h]))', "failed"),
+                                t(f'sum(increase(omnify_emails_total{{{NS},result="failed"}}[1h]))', "failed"),
                             ],
                         ),
                         12,
@@ -712,8 +712,9 @@ def onboarding() -> Dashboard:
     """The funnel from sign-up to a client whose data flows.
 
     Stages are counted from the HTTP counter on the route templates of each step (POST only, 2xx),
-    then from the business gauges. Route patterns are regexes so small path changes do not silently
-    zero a stage; they are listed once in FUNNEL below.
+    then from the business gauges. Route patterns are regexes over route *templates*; the metrics
+    contract test (tests/integration/sync/test_sync_metrics_contract.py) checks each matches a route
+    the app really reports.
     """
     window = "$__range"
 
@@ -724,11 +725,12 @@ def onboarding() -> Dashboard:
         )
 
     funnel = [
-        ("1. Sign-ups", posted(".*/auth/(register|signup)")),
+        ("1. Sign-ups", posted(".*/(auth/register|signup)")),
         ("2. Organisations created", posted(".*/orgs")),
         ("3. Clients created", posted(".*/clients")),
-        ("4. Platforms connected", posted(".*/(integrations|oauth)/.*callback.*", "2..|3..", method="")),
-        ("5. Clients onboarded (now)", f"sum(omnify_clients_onboarded{{{NS}}})"),
+        # The OAuth callback's route template: /api/v1/connections/{platform}/callback.
+        ("4. Platforms connected", posted(".*/connections/[^/]+/callback", "2..|3..", method="")),
+        ("5. Clients onboarded (now)", f"max(omnify_clients_onboarded{{{NS}}})"),
     ]
     targets = [t(expr, legend, chr(ord("A") + i), instant=True) for i, (legend, expr) in enumerate(funnel)]
     return dashboard(

@@ -212,7 +212,11 @@ async def fan_out(
     if only_endpoint is not None:
         targets: Sequence[WebhookEndpoint] = [only_endpoint]
     else:
-        targets = [e for e in await repository.enabled_endpoints(session, org_id) if _subscribed(e, event_type)]
+        # An endpoint hears what happens after it is saved: an event that occurred before it
+        # existed (still in the outbox when it was added) is not its history to receive.
+        when = occurred_at or utcnow()
+        targets = [e for e in await repository.enabled_endpoints(session, org_id)
+                   if _subscribed(e, event_type) and e.created_at <= when]
     if not targets:
         return []
     now = utcnow()

@@ -153,3 +153,22 @@ async def test_task_wrappers_run_the_services(
         assert second == {"status": "succeeded", "success": True}
         assert len(receiver.hits) == 2
         assert await asyncio.to_thread(lambda: tasks.purge.run()) == {"inbound": 0, "outbound": 0}
+
+
+async def test_an_endpoint_added_later_does_not_receive_older_events(
+    client: httpx.AsyncClient, owner: Account, database: Database, owner_database: Database, settings: Settings,
+    receiver: Receiver,
+) -> None:
+    """An event still in the outbox when an endpoint is saved happened before that endpoint
+    existed: the endpoint gets what happens afterwards, not that history."""
+    before = await _emit(database, owner.org_id, [("client.created", {"client_id": str(uuid.uuid4()),
+                                                                        "company_name": "Earlier", "status": "active"})])
+    await create_endpoint(client, owner, receiver.url(host=HOST), event_types=["client.created"])
+    after = await _emit(database, owner.org_id, [("client.created", {"client_id": str(uuid.uuid4()),
+                                                                       "company_name": "Later", "status": "active"})])
+    async with database.sessionmaker() as s:
+        assert await dispatcher.dispatch_org(s, settings, uuid.UUID(owner.org_id)) == 2
+    async with owner_database.sessionmaker() as s:
+        delivered = (await s.scalars(select(WebhookDelivery.event_id)
+                                     .where(WebhookDelivery.org_id == uuid.UUID(owner.org_id)))).all()
+    assert list(delivered) == after and before[0] not in delivered

@@ -186,6 +186,8 @@ async def entities(session: AsyncSession, org_id: uuid.UUID, client_id: uuid.UUI
         if accounts is not None and "account" in c:
             src = table.outerjoin(accounts, accounts.c.id == c["account"])
             fields.append(cols["acc"]["external_id"].label("account_external_id"))
+            if "name" in cols["acc"]:
+                fields.append(cols["acc"]["name"].label("account_name"))
             if "platform" not in c and "platform" in cols["acc"]:
                 fields.append(cols["acc"]["platform"].label("platform"))
         elif "account" in c:

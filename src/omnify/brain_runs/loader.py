@@ -35,7 +35,8 @@ async def load_client_data(
         str(r["id"]): AdInfo(
             key=str(r["id"]), external_id=str(r["external_id"]), name=r.get("name"),
             platform=str(r.get("platform") or "unknown"), account_external_id=str(r.get("account_external_id") or ""),
-            campaign_key=str(r.get("campaign") or "campaign"), status=r.get("status"))
+            campaign_key=str(r.get("campaign") or "campaign"), status=r.get("status"),
+            account_name=r.get("account_name"))
         for r in ads_rows
     }
     days = [

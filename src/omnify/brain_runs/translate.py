@@ -38,6 +38,7 @@ class AdInfo:
     account_external_id: str
     campaign_key: str
     status: str | None = None
+    account_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,12 @@ def _title(rec: BrainRecommendation, data: ClientData) -> str:
     entity = data.ads.get(key) or data.campaigns.get(key)
     if entity is not None and entity.name:
         title = title.replace(key, f"'{entity.name}'")
+    elif rec.target.get("level") == "account" and key:
+        # Account-level findings carry the platform's account id; people know the account by name.
+        name = next((a.account_name for a in data.ads.values()
+                     if a.account_external_id == key and a.account_name), None)
+        if name:
+            title = title.replace(key, f"'{name}' ({key})")
     return title[:300]
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import date
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from omnify.brain_runs import tasks as brain_tasks
+from omnify.brain_runs.loader import load_client_data
 from omnify.brain_runs.models import RunTrigger
 from omnify.core.db import Database, bind_tenant
 from omnify.events import service as events
@@ -89,6 +91,14 @@ async def test_sync_brain_apply_undo_on_the_sandbox(env: Env, team: Team, enqueu
     conn_id = await connected(env, team, "meta_ads", META_SMALL)
     synced = await run(env, team, conn_id)
     assert synced.status == "succeeded" and synced.mode == "backfill" and synced.rows_written > 0, synced
+
+    # The brain's loader reads the synced rows with the names people know (titles use them).
+    async with env.db.sessionmaker() as session:
+        await bind_tenant(session, org_id)
+        loaded = await load_client_data(session, org_id, uuid.UUID(team.client_id), since=date(2000, 1, 1),
+                                        until=date(2100, 1, 1), orders_since=date(2000, 1, 1))
+    sandbox_account = env.boxes.meta.world.account(META_SMALL)
+    assert loaded.ads and {a.account_name for a in loaded.ads.values()} == {sandbox_account.name}
 
     # 2. The sync queued exactly one brain run for this client; run it.
     [brain] = await run_queued_brain(env, enqueued, team)

@@ -67,6 +67,20 @@ def test_findings_enrich_actions_prefix_keys_and_round_money() -> None:
     assert ltv.action is None and ltv.currency == "USD"
 
 
+def test_account_findings_name_the_account_and_keep_its_id() -> None:
+    data = _data()
+    data.ads["au"] = AdInfo("au", "a-111", "US ad", "meta_ads", "1000003", "cu", account_name="Acme US")
+    recs = [BrainRec("anomaly", "investigate", "anomaly:account:1000003:2026-01-05",
+                     "SPEND spike on account 1000003 (2026-01-05)", {"level": "account", "id": "1000003"},
+                     0.9, 10.0, None, {}),
+            BrainRec("anomaly", "investigate", "anomaly:account:2345678901:2026-01-05",
+                     "SPEND spike on account 2345678901 (2026-01-05)", {"level": "account", "id": "2345678901"},
+                     0.9, 10.0, None, {})]
+    named, unnamed = findings_from(BrainResult("c", None, [], [], None, None, [], recs, {}, []), data, "USD")
+    assert named.title == "SPEND spike on account 'Acme US' (1000003) (2026-01-05)"
+    assert unnamed.title == "SPEND spike on account 2345678901 (2026-01-05)"  # no name known: the id stays
+
+
 @pytest.mark.parametrize("end", [date(2026, 12, 2), date(2026, 12, 3), date(2026, 12, 10)])
 def test_think_on_sandbox_data_finds_planted_fatigue_in_each_currency(end: date) -> None:
     # 2026-12-03 and -10 used to flag ad 10000023000022 (a steady CTR under a baseline that was

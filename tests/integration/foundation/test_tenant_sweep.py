@@ -45,6 +45,7 @@ from tests.integration.connections.conn_support import (  # noqa: F401
     new_team,
 )
 from tests.integration.sync.sync_support import connected, run
+from tests.integration.web.web_support import new_web, sign_in
 
 METHODS = ("get", "post", "put", "patch", "delete")
 WRITES = ("post", "put", "patch", "delete")
@@ -433,3 +434,53 @@ async def test_viewers_cannot_write_and_members_cannot_administer(env: Env, vict
     assert not changed_tables(before, after), summary + f" changed: {changed_tables(before, after)}"
     assert viewer_ops and member_ops and all(op.path.startswith(f"{API}/orgs/{{org_id}}/rules") for op in dry_runs), \
         summary
+
+
+#: Real values of the web pages' non-id path parameters.
+WEB_VALUES = {"page": ["company"], "verb": ["pause", "delete"], "what": ["webhook", "route"]}
+
+
+def web_operations(app: Any) -> list[Operation]:
+    """Every page and form action of the web app under ``/orgs/{org_id}`` (not in the API's
+    OpenAPI document: discovered from the app's routes)."""
+    ops = []
+    for route in iter_route_contexts(app.routes):
+        path = route.path or ""
+        if not path.startswith("/orgs/{org_id}"):
+            continue
+        params = tuple(part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}"))
+        ops.extend(Operation(m.lower(), path, params, None) for m in sorted(route.methods or ()))
+    return ops
+
+
+async def test_other_organizations_pages_answer_404_to_a_browser_session(env: Env, victim: Victim) -> None:  # noqa: F811
+    """The web app (cookie session + CSRF) behind the same gate: every page and form of the
+    victim's organization is the 404 page for a signed-in stranger, and nothing changes."""
+    attacker = await register(env.api, org="Attacker Web Org")
+    web = new_web(env.app)
+    try:
+        signed_in = await sign_in(web, attacker.email, attacker.password)
+        assert signed_in.status_code == 303, signed_in.text[:500]
+        await web.get(f"/orgs/{attacker.org_id}")  # a page of its own: a valid CSRF token for the forms
+        assert web.token
+        pages = Victim(team=victim.team, member=victim.member, ids={**victim.ids, **WEB_VALUES})
+        victim_name = (await _ok(await env.api.get(victim.org, headers=victim.team.owner.headers)))["name"]
+        before = await dump(env.owner_db, victim.team.owner.org_id)
+        ops = web_operations(env.app)
+        calls, violations = 0, list[str]()
+        for op in ops:
+            for path in fillings(pages, op):
+                resp = await (web.get(path) if op.method == "get" else web.post(path, {}))
+                calls += 1
+                if (resp.status_code != 404 or not resp.headers.get("content-type", "").startswith("text/html")
+                        or victim_name in resp.text):
+                    violations.append(f"web {op.method.upper()} {op.path} -> {resp.status_code} {resp.text[:160]}")
+        after = await dump(env.owner_db, victim.team.owner.org_id)
+    finally:
+        await web.aclose()
+    summary = (f"web sweep: {len(ops)} pages and forms, {calls} calls with a browser session, "
+               f"{len(violations)} violations")
+    print(summary)
+    assert not violations, summary + "\n" + "\n".join(violations)
+    assert not changed_tables(before, after), summary + f" changed: {changed_tables(before, after)}"
+    assert len(ops) >= 40, summary

@@ -95,6 +95,13 @@ def body_for(method: str, template: str, path: str) -> dict[str, Any]:
     return {}
 
 
+def payload(op: Operation, path: str) -> dict[str, Any]:
+    """The request body: a file upload is multipart, everything else JSON."""
+    if op.method == "post" and op.path.endswith("/files"):
+        return {"data": {"category": "other"}, "files": {"file": ("stolen.txt", b"attacker\n", "text/plain")}}
+    return {"json": body_for(op.method, op.path, path)}
+
+
 @dataclass
 class Victim:
     team: Team
@@ -366,9 +373,8 @@ async def test_other_organizations_objects_answer_404_and_stay_unchanged(env: En
                                      (False, list(foreign_ids_in_own_org(victim, op, attacker.org_id)))):
             for path in paths:
                 tried.add((op.method, path))
-                body = body_for(op.method, op.path, path)
                 for kind, headers in credentials.items():
-                    resp = await env.api.request(op.method.upper(), path, headers=headers, json=body)
+                    resp = await env.api.request(op.method.upper(), path, headers=headers, **payload(op, path))
                     calls += 1
                     if victim_name not in resp.text and is_problem(resp, 404):
                         continue
@@ -377,7 +383,7 @@ async def test_other_organizations_objects_answer_404_and_stay_unchanged(env: En
                         # (the key's scope, a user-only route): then unknown ids must get the
                         # very same answer, or the answer would tell that the object exists.
                         control = await env.api.request(op.method.upper(), unknown_ids(op, path), headers=headers,
-                                                        json=body)
+                                                        **payload(op, path))
                         calls += 1
                         if (control.status_code, control.json().get("type")) == (
                                 resp.status_code, resp.json().get("type")):

@@ -407,8 +407,9 @@ async def test_other_organizations_objects_answer_404_and_stay_unchanged(env: En
 
 
 async def test_viewers_cannot_write_and_members_cannot_administer(env: Env, victim: Victim) -> None:  # noqa: F811
-    """Every write route as a viewer, every admin route (a permission the member role lacks,
-    per auth/permissions.py) as a member: 403 problem+json, and nothing changes. The few
+    """Every write route as a viewer and as a ``read`` API key, every admin route (a permission
+    the member role lacks, per auth/permissions.py) as a member and as a ``write`` API key:
+    403 problem+json, and nothing changes. The few
     POSTs a viewer may call are dry runs (rule preview and backtest, needing only a read
     permission); they are called too and must answer below 500 and change nothing."""
     ops = [op for op in operations(env.app) if "{org_id}" in op.path]
@@ -417,24 +418,33 @@ async def test_viewers_cannot_write_and_members_cannot_administer(env: Env, vict
     viewer_may, member_may = ROLE_PERMISSIONS[Role.VIEWER], ROLE_PERMISSIONS[Role.MEMBER]
     # {user_id} is the owner: the caller's own id would be "leave the organization".
     roles = Victim(team=victim.team, member=victim.member, ids={**victim.ids, "user_id": [victim.team.owner.user_id]})
+    # The victim's own API keys: `read` maps to the viewer's permissions, `write` to the member's.
+    keys: dict[str, dict[str, str]] = {}
+    for scope in ("read", "write"):
+        created = await _ok(await env.api.post(f"{victim.org}/api-keys", headers=victim.team.owner.headers,
+                                               json={"name": f"{scope} key", "scopes": [scope]}), 201)
+        keys[scope] = {"Authorization": f"Bearer {created['key']}"}
+        await _ok(await env.api.get(victim.org, headers=keys[scope]))  # its first use is recorded now, not below
     before = await dump(env.owner_db, victim.team.owner.org_id)
     writes = [op for op in ops if op.method in WRITES]
     viewer_ops = [op for op in writes if op.permission not in viewer_may]
     dry_runs = [op for op in writes if op.permission in viewer_may]
     member_ops = [op for op in ops if op.permission not in member_may]
     calls, violations = 0, list[str]()
-    plan = (("viewer", victim.team.viewer, viewer_ops, 403), ("member", victim.member, member_ops, 403),
-            ("viewer", victim.team.viewer, dry_runs, None))
-    for who, acct, chosen, expected in plan:
+    plan = (("viewer", victim.team.viewer.headers, viewer_ops, 403), ("member", victim.member.headers, member_ops, 403),
+            ("read key", keys["read"], viewer_ops, 403), ("write key", keys["write"], member_ops, 403),
+            ("viewer", victim.team.viewer.headers, dry_runs, None), ("read key", keys["read"], dry_runs, None))
+    for who, headers, chosen, expected in plan:
         for op in chosen:
             for path in fillings(roles, op):
-                resp = await env.api.request(op.method.upper(), path, headers=acct.headers, json={})
+                resp = await env.api.request(op.method.upper(), path, headers=headers, json={})
                 calls += 1
                 if (expected is not None and not is_problem(resp, expected)) or resp.status_code >= 500:
                     violations.append(f"{who} {op.method.upper()} {op.path} -> {resp.status_code} {resp.text[:160]}")
     after = await dump(env.owner_db, victim.team.owner.org_id)
-    summary = (f"role sweep: {len(viewer_ops)} write operations as viewer, {len(member_ops)} admin operations "
-               f"as member, {len(dry_runs)} read-only POSTs as viewer, {calls} calls, {len(violations)} violations")
+    summary = (f"role sweep: {len(viewer_ops)} write operations as viewer and as a read-scoped API key, "
+               f"{len(member_ops)} admin operations as member and as a write-scoped API key, {len(dry_runs)} "
+               f"read-only POSTs as both readers, {calls} calls, {len(violations)} violations")
     print(summary)
     assert not violations, summary + "\n" + "\n".join(violations)
     assert not changed_tables(before, after), summary + f" changed: {changed_tables(before, after)}"

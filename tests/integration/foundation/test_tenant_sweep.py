@@ -459,7 +459,7 @@ WEB_VALUES = {"page": ["company"], "verb": ["pause", "delete"], "what": ["webhoo
 def web_operations(app: Any) -> list[Operation]:
     """Every page and form action of the web app under ``/orgs/{org_id}`` (not in the API's
     OpenAPI document: discovered from the app's routes)."""
-    ops = []
+    ops: list[Operation] = []
     for route in iter_route_contexts(app.routes):
         path = route.path or ""
         if not path.startswith("/orgs/{org_id}"):

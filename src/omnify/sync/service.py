@@ -1,7 +1,9 @@
 """Platform data sync: backfill, then incremental runs by cursor, with idempotent upserts.
 
 One run syncs one connection, under its lease (at most one run per connection; see
-:func:`omnify.connections.service.acquire_sync_lock`). It is a list of *steps* - per ad
+:func:`omnify.connections.service.acquire_sync_lock`), which a heartbeat renews while the run
+lives, so a dead worker's lease lapses within ``sync_lock_lease_seconds`` and the redelivered
+task takes over (docs/operations.md, "Sync leases"). It is a list of *steps* - per ad
 account: campaigns, ad groups, ads (+ creatives), then daily metrics in date windows;
 per shop: customers, then orders - each committed on its own, with its cursor, so a run
 that dies half-way resumes where it stopped and progress can be shown while it runs.

@@ -162,7 +162,11 @@ class Settings(BaseSettings):
     sync_lookback_days: int = Field(28, ge=1)
     sync_interval_seconds: float = Field(3600.0, gt=0)
     sync_max_backoff_seconds: float = Field(21600.0, gt=0)
-    sync_lock_lease_seconds: float = Field(900.0, gt=0)
+    # One run per connection holds a lease on it, renewed by a heartbeat every third of
+    # the lease while the run works: a worker that dies (SIGKILL, OOM, lost node) stops
+    # renewing, so its lease lapses within this many seconds and the redelivered task
+    # resumes the run from its cursors (docs/operations.md, "Sync leases").
+    sync_lock_lease_seconds: float = Field(60.0, ge=1)
     sync_batch_size: int = Field(1000, ge=1)
     sync_metrics_chunk_days: int = Field(30, ge=1)
     sync_shop_overlap_seconds: float = Field(3600.0, ge=0)

@@ -55,7 +55,9 @@ class SyncConfig:
     interval_seconds: float = 3600.0
     #: Longest pause after repeated failures (the pause doubles per consecutive failure).
     max_backoff_seconds: float = 6 * 3600.0
-    lock_lease_seconds: float = 900.0
+    #: The run's lease on its connection; a heartbeat renews it every third of this, so a
+    #: dead worker's lease lapses within it and the redelivered task takes over.
+    lock_lease_seconds: float = 60.0
     batch_size: int = 1000
     metrics_chunk_days: int = 30
     #: Shopify streams re-read this much before their cursor (clock skew, late writes).
@@ -68,7 +70,7 @@ class SyncConfig:
             lookback_days=int(knob(settings, "sync_lookback_days", 28)),
             interval_seconds=float(knob(settings, "sync_interval_seconds", 3600.0)),
             max_backoff_seconds=float(knob(settings, "sync_max_backoff_seconds", 6 * 3600.0)),
-            lock_lease_seconds=float(knob(settings, "sync_lock_lease_seconds", 900.0)),
+            lock_lease_seconds=float(knob(settings, "sync_lock_lease_seconds", 60.0)),
             batch_size=int(knob(settings, "sync_batch_size", 1000)),
             metrics_chunk_days=int(knob(settings, "sync_metrics_chunk_days", 30)),
             shop_overlap_seconds=float(knob(settings, "sync_shop_overlap_seconds", 3600.0)),

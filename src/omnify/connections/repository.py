@@ -84,6 +84,13 @@ async def renew_lock(session: AsyncSession, org_id: uuid.UUID, connection_id: uu
     return result.rowcount == 1
 
 
+async def lock_expiry(session: AsyncSession, org_id: uuid.UUID, connection_id: uuid.UUID) -> datetime | None:
+    """The lease's end as stored now (a column read, not the session's cached object)."""
+    stmt = select(Connection.sync_lock_expires_at).where(Connection.org_id == org_id, Connection.id == connection_id)
+    value: datetime | None = await session.scalar(stmt)
+    return value
+
+
 async def unlock(session: AsyncSession, org_id: uuid.UUID, connection_id: uuid.UUID, token: str) -> None:
     await session.execute(
         update(Connection)

@@ -24,7 +24,7 @@ import secrets as pysecrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -882,6 +882,17 @@ async def renew_sync_lock(session: AsyncSession, org_id: uuid.UUID, connection_i
     """Extend the lease (caller commits); false if another run took it over (lease lapsed)."""
     return await repository.renew_lock(session, org_id, connection_id, token,
                                        utcnow() + timedelta(seconds=lease_seconds))
+
+
+async def sync_lock_remaining(session: AsyncSession, org_id: uuid.UUID, connection_id: uuid.UUID) -> float:
+    """Seconds until the current holder's lease lapses (0 if free or already lapsed): how
+    long a run that found the connection locked waits before it tries again."""
+    until = await repository.lock_expiry(session, org_id, connection_id)
+    if until is None:
+        return 0.0
+    if until.tzinfo is None:  # SQLite hands a naive value to a bare column read
+        until = until.replace(tzinfo=UTC)
+    return max((until - utcnow()).total_seconds(), 0.0)
 
 
 async def release_sync_lock(session: AsyncSession, org_id: uuid.UUID, connection_id: uuid.UUID, token: str) -> None:

@@ -1,7 +1,9 @@
 """Platform data sync: backfill, then incremental runs by cursor, with idempotent upserts.
 
 One run syncs one connection, under its lease (at most one run per connection; see
-:func:`omnify.connections.service.acquire_sync_lock`). It is a list of *steps* - per ad
+:func:`omnify.connections.service.acquire_sync_lock`), which a heartbeat renews while the run
+lives, so a dead worker's lease lapses within ``sync_lock_lease_seconds`` and the redelivered
+task takes over (docs/operations.md, "Sync leases"). It is a list of *steps* - per ad
 account: campaigns, ad groups, ads (+ creatives), then daily metrics in date windows;
 per shop: customers, then orders - each committed on its own, with its cursor, so a run
 that dies half-way resumes where it stopped and progress can be shown while it runs.
@@ -131,6 +133,9 @@ class RunResult:
     error_code: str | None = None
     error: str | None = None
     reason: str | None = None
+    #: Skipped because another run holds the connection: seconds until that run's lease
+    #: lapses (the task tries again then, so a dead worker's run is resumed, not lost).
+    locked_for: float | None = None
 
 
 @dataclass
@@ -235,17 +240,48 @@ async def run_connection(
             return RunResult(status="skipped", reason="the client is archived")
         lock = connections.new_lock_token()
         if not await connections.acquire_sync_lock(session, org_id, connection_id, lock, cfg.lock_lease_seconds):
-            log.info("sync.skipped_locked", connection_id=str(connection_id))
-            return RunResult(status="skipped", reason="another sync of this connection is running")
+            remaining = await connections.sync_lock_remaining(session, org_id, connection_id)
+            await session.rollback()
+            log.info("sync.skipped_locked", connection_id=str(connection_id), lease_remaining_s=round(remaining, 3))
+            return RunResult(status="skipped", reason="another sync of this connection is running",
+                             locked_for=remaining)
         ctx = _Run(session=session, db=db, factory=factory, cfg=cfg, org_id=org_id, connection_id=connection_id,
                    client_id=conn.client_id, platform=Platform(conn.platform), lock=lock,
                    today=today or utcnow().date())
+        heartbeat = asyncio.create_task(_heartbeat(ctx), name=f"sync-lease-{connection_id}")
         try:
             return await _run_locked(ctx, conn, trigger)
         finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
             async with db.sessionmaker() as release:
                 await bind_tenant(release, org_id)
                 await connections.release_sync_lock(release, org_id, connection_id, lock)
+
+
+async def _heartbeat(ctx: _Run) -> None:
+    """Keep the lease alive while the run works, every third of the lease, also in the
+    middle of a long step (a slow platform, a big window): the lease can then be short,
+    and a worker that dies stops renewing it, so the connection is free again within one
+    lease. Own session, own transaction: it never commits a step's half-written rows.
+    A lapsed lease (another run took over) is noticed by the step's own renewal, which
+    stops the run; a database hiccup here is logged and tried again next beat."""
+    interval = max(ctx.cfg.lock_lease_seconds / 3, 0.2)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with ctx.db.sessionmaker() as session:
+                await bind_tenant(session, ctx.org_id)
+                held = await connections.renew_sync_lock(session, ctx.org_id, ctx.connection_id, ctx.lock,
+                                                         ctx.cfg.lock_lease_seconds)
+                await session.commit()
+        except Exception as exc:  # a missed beat is retried; the lease has slack
+            log.warning("sync.lease_renew_failed", connection_id=str(ctx.connection_id), error=type(exc).__name__)
+            continue
+        if not held:
+            log.warning("sync.lease_lost", connection_id=str(ctx.connection_id))
+            return
 
 
 async def _run_locked(ctx: _Run, conn: Connection, trigger: str) -> RunResult:

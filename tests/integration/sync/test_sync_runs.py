@@ -5,6 +5,7 @@ lock, the beat's due scan and the lag metric. Real sandboxes over HTTP, real dat
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import date, timedelta
 
@@ -13,6 +14,7 @@ from sqlalchemy import func, select, update
 
 from omnify.analytics import synced
 from omnify.connections import service as connections
+from omnify.connections.config import SyncConfig
 from omnify.connections.models import Connection
 from omnify.core.db import bind_tenant, utcnow
 from omnify.events.models import DomainEvent
@@ -145,6 +147,32 @@ async def test_at_most_one_run_per_connection(env: Env, team: Team) -> None:
             sync_lock_token="dead-worker", sync_lock_expires_at=utcnow() - timedelta(seconds=1)))
         await session.commit()
     assert (await run(env, team, conn_id)).status == "succeeded"
+
+
+async def test_the_heartbeat_keeps_a_slow_step_leased(env: Env, team: Team) -> None:
+    """A step far longer than the lease (a slow platform) keeps the connection: the lease is
+    renewed during the step, not only between steps, so a short lease is safe for a live
+    run. Another run meanwhile is skipped and told how long the lease still has to go."""
+    conn_id = await connected(env, team, "meta_ads", META_SMALL)
+    lease = 0.9
+    cfg = dataclasses.replace(SyncConfig.from_settings(env.settings), lock_lease_seconds=lease,
+                              metrics_chunk_days=366)  # one insights call for the whole backfill
+    env.boxes.meta.injector.configure(latency_ms=3000, match="/insights")
+    try:
+        slow = asyncio.create_task(run(env, team, conn_id, config=cfg))
+        await asyncio.sleep(1.5)  # past the first lease, inside the slow step
+        assert not slow.done()
+        other = await run(env, team, conn_id, config=cfg)
+        assert other.status == "skipped" and other.locked_for is not None, other
+        assert 0 < other.locked_for <= lease
+        first = await slow
+    finally:
+        env.boxes.meta.injector.reset()
+    assert first.status == "succeeded" and first.mode == "backfill", first
+    assert len(await runs_of(env, team, conn_id)) == 1
+    async with env.owner_db.sessionmaker() as session:
+        conn = await session.get(Connection, uuid.UUID(conn_id))
+        assert conn is not None and conn.sync_lock_token is None and conn.sync_lock_expires_at is None
 
 
 async def test_beat_enqueues_due_connections_and_exports_lag(env: Env, team: Team) -> None:

@@ -59,10 +59,12 @@ async def _call(client: httpx.AsyncClient, tally: Tally, kind: str, method: str,
     return tally.add(kind, resp, sent, keep_headers=KEEP)
 
 
-async def _fault(redis: ScratchRedis, tally: Tally) -> None:
+async def _fault(redis: ScratchRedis, tally: Tally, origin: str, readiness: list[int]) -> None:
     await asyncio.sleep(FAULT_AFTER_SECONDS)
     await asyncio.to_thread(redis.stop)
     tally.fault_at = time.monotonic()  # from here nothing can reach Redis
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_SECONDS) as probe:
+        readiness.append((await probe.get(f"{origin}/readyz")).status_code)
     await asyncio.sleep(OUTAGE_SECONDS)
     tally.restarting_at = time.monotonic()
     await asyncio.to_thread(redis.start)  # answers PING when it returns
@@ -120,8 +122,9 @@ async def test_redis_restart_under_load(db_urls: DatabaseUrls, settings: Setting
                                         {"description": f"rev {rev}"})
                             await _call(c, tally, "read", "GET", f"/orgs/{org_id}/clients?limit=20")
 
+                readiness: list[int] = []
                 await asyncio.gather(*(reader() for _ in range(READERS)), *(writer() for _ in range(WRITERS)),
-                                     _fault(redis, tally))
+                                     _fault(redis, tally, origin, readiness))
             log_text = (tmp_path / "serve.log").read_text(errors="replace")
 
     before, during, after = tally.phase("before"), tally.phase("during"), tally.phase("after")
@@ -149,6 +152,7 @@ async def test_redis_restart_under_load(db_urls: DatabaseUrls, settings: Setting
         "before": counts(before), "during": counts(during), "after": counts(after),
         "recovery_seconds": cache_recovery,
         "rate_limits_back_seconds": limit_recovery,
+        "readyz_during_outage": readiness[0],
     }
     path = write_figures(f"redis-restart-{db_urls.dialect}", figures)
     print(f"\nRedis restart figures ({path}): {figures}")

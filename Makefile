@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-runtime up test test-sqlite test-postgres lint typecheck bandit bench-gate check validate-deploy clean
+.PHONY: install install-runtime up test test-sqlite test-postgres lint typecheck bandit bench-gate reliability check validate-deploy clean
 
 # What running the product needs (`make up`): no test, lint or browser tooling.
 $(BIN)/.runtime: pyproject.toml
@@ -47,6 +47,10 @@ bandit: install  ## security lint: medium severity and confidence and up fail (t
 
 bench-gate: install  ## each bench's smoke run vs a baseline commit measured in the same run (bench/gate.py)
 	$(BIN)/python bench/gate.py
+
+reliability: install  ## run the fault-injection tests, regenerate docs/reliability.md from their figures
+	bash scripts/install-test-tools.sh
+	$(BIN)/python scripts/reliability-report.py
 
 check: lint typecheck test
 

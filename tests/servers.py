@@ -60,11 +60,13 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-def start_process(cmd: list[str], ready_url: str, log_path: Path, timeout: float = 30.0) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` in a new session, logging to ``log_path``; return once ``ready_url``
-    answers below 500. An early exit or a timeout raises with the end of the log."""
+def start_process(cmd: list[str], ready_url: str, log_path: Path, timeout: float = 30.0,
+                  env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in a new session (with ``env``, default this one's), logging to ``log_path``;
+    return once ``ready_url`` answers below 500. An early exit or a timeout raises with the end
+    of the log."""
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -80,8 +82,9 @@ def start_process(cmd: list[str], ready_url: str, log_path: Path, timeout: float
 
 
 @contextmanager
-def running(cmd: list[str], ready_url: str, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = start_process(cmd, ready_url, log_path)
+def running(cmd: list[str], ready_url: str, log_path: Path, timeout: float = 30.0,
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = start_process(cmd, ready_url, log_path, timeout, env)
     try:
         yield proc
     finally:

@@ -35,6 +35,8 @@ from omnify.ops.backup import (
 )
 from omnify.ops.crypto import KEY_ENV, BackupKey, KeyRing
 from omnify.ops.store import LocalStore
+from tests.reliability import write_figures
+from tests.scratch_services import initdb, postgres_run_as, run_checked, server_workdir, skip_or_fail
 
 # server_clock: recovery targets and RPO compare this process's clock with the scratch servers'
 # commit timestamps; the clock-ahead runs move Python's clock only, so they leave the drill out.
@@ -46,34 +48,17 @@ RTO_OBJECTIVE_S = 4 * 3600
 BASE_ROWS = int(os.environ.get("OMNIFY_DRILL_ROWS", "100"))
 
 
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI requires the restore drill: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def run_as() -> str | None:
     if os.environ.get("OMNIFY_DATABASE_URL", "unset") == "":
         # scripts/test.sh runs the suite twice (SQLite, then PostgreSQL); this drill uses its own
         # clusters, so it runs once, in the PostgreSQL pass.
         pytest.skip("restore drill runs in the PostgreSQL pass of scripts/test.sh")
-    if not (DEFAULT_PG_BIN / "initdb").exists() or not (DEFAULT_PG_BIN / "pg_basebackup").exists():
-        _skip_or_fail(f"PostgreSQL 15 server binaries not found in {DEFAULT_PG_BIN}")
-    if os.geteuid() != 0:
-        return None
-    if shutil.which("runuser") is None:
-        _skip_or_fail("running as root needs runuser to start PostgreSQL as the postgres user")
-    return "postgres"
+    return postgres_run_as("pg_basebackup")
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    assert proc.returncode == 0, f"{cmd[0]}: {proc.stderr}{proc.stdout}"
-
-
-def _can(user: str, test_flag: str, path: Path | str) -> bool:
-    return subprocess.run(as_user(["test", test_flag, str(path)], user), check=False).returncode == 0
+    run_checked(cmd, env)
 
 
 def _interpreter_for(user: str) -> str:
@@ -88,7 +73,7 @@ def _interpreter_for(user: str) -> str:
         )
         if probe.returncode == 0 and probe.stdout.strip() == version:
             return candidate
-    _skip_or_fail(f"the server's user {user!r} can run no Python {version} ({sys.executable} is out of its reach)")
+    skip_or_fail(f"the server's user {user!r} can run no Python {version} ({sys.executable} is out of its reach)")
     raise AssertionError("unreachable")
 
 
@@ -140,36 +125,20 @@ def stage_backup_runtime(dest: Path, user: str) -> str:
 
 @pytest.fixture
 def workspace(run_as: str | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="omnify-pitr-"))
-    root.chmod(0o755)
-    try:
+    with server_workdir("omnify-pitr-", run_as) as root:
         monkeypatch.setenv(KEY_ENV, BackupKey.generate().encoded())
         if run_as:
-            _run(["chown", f"{run_as}:", str(root)])
-            if not _can(run_as, "-w", root):
-                _skip_or_fail(f"{run_as} cannot reach {root} (a parent folder is private): point TMPDIR elsewhere")
             monkeypatch.setenv("OMNIFY_BACKUP_PYTHON", stage_backup_runtime(root / "runtime", run_as))
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 class SourceCluster(ScratchCluster):
     """The 'production' cluster: initdb'd here, archiving WAL through `omnify backup wal-push`."""
 
     def init(self, store: LocalStore) -> None:
-        _run(
-            as_user(
-                [str(self.pg_bin / "initdb"), "-D", str(self.data_dir), "-A", "trust", "-U", "postgres", "--no-sync"],
-                self.run_as,
-            )
-        )
-        with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
-            conf.write(
-                "\nwal_level = replica\narchive_mode = on\n"
-                f"archive_command = '{archive_command_for(store)}'\n"
-                "archive_timeout = 60\nmax_wal_senders = 4\nfsync = off\n"
-            )
+        initdb(self, "wal_level = replica\narchive_mode = on\n"
+                     f"archive_command = '{archive_command_for(store)}'\n"
+                     "archive_timeout = 60\nmax_wal_senders = 4\nfsync = off")
 
 
 def _insert(cluster: ScratchCluster, phase: str, n: int) -> None:
@@ -310,3 +279,13 @@ def test_pitr_restore_drill(workspace: Path, run_as: str | None) -> None:
     assert counts == {"before_base": BASE_ROWS, "after_base": 50, "after_target": 25}
     assert event["row_counts"]["public.events"] == BASE_ROWS + 75
     assert event["rto_seconds"] < RTO_OBJECTIVE_S and event["rpo_seconds"] < RPO_OBJECTIVE_S
+    write_figures("restore-drill", {
+        "fault": "database lost: restore from base backup + encrypted WAL archive into a new cluster",
+        "database": "postgresql",
+        "rows": BASE_ROWS + 75,
+        "pitr_rpo_seconds": round(report.rpo_seconds, 2),
+        "pitr_rto_seconds": round(report.rto_seconds, 2),
+        "latest_rpo_seconds": round(float(event["rpo_seconds"]), 2),
+        "latest_rto_seconds": round(float(event["rto_seconds"]), 2),
+        "rows_expected_vs_found": f"{BASE_ROWS + 75} / {sum(counts.values())}",
+    })

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, SessionTransaction, declared_attr, mapped_column
 
+from omnify.core.logging import get_logger
 from omnify.settings import Settings
 
 NAMING_CONVENTION = {
@@ -151,6 +152,23 @@ class RetryingSession(AsyncSession):
 
     async def connection(self, *args: Any, **kw: Any) -> Any:
         return await self._first_retried(lambda: AsyncSession.connection(self, *args, **kw))
+
+
+async def close_session(session: AsyncSession) -> None:
+    """Close a request's session; a connection whose rollback fails is invalidated, not raised.
+
+    The close runs after the response has been sent (FastAPI exits ``yield`` dependencies
+    then). When PostgreSQL went away mid-query, the rollback of the half-used connection can
+    fail with an error SQLAlchemy does not recognise as a disconnect (asyncpg's "cannot switch
+    to state ...; another operation is in progress"). Raised there, it reached uvicorn, which
+    closed the client's keep-alive connection. Nothing uncommitted can be lost by dropping the
+    connection instead: the server rolls back a transaction whose connection is gone.
+    """
+    try:
+        await session.close()
+    except DBAPIError as exc:
+        get_logger(__name__).warning("db.session_close_failed", error_type=type(exc.orig or exc).__name__)
+        await session.invalidate()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -9,13 +9,17 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnify.core.context import Actor
+from omnify.core.db import close_session
 from omnify.settings import Settings
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request. Services commit; anything uncommitted is rolled back."""
-    async with request.app.state.db.sessionmaker() as session:
+    session: AsyncSession = request.app.state.db.sessionmaker()
+    try:
         yield session
+    finally:
+        await close_session(session)
 
 
 async def get_app_settings(request: Request) -> Settings:

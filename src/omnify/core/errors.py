@@ -186,6 +186,15 @@ _UNREACHABLE_NAMES = frozenset({"CannotConnectNowError", "ConnectionDoesNotExist
                                 "AdminShutdownError", "CrashShutdownError"})
 
 
+def _database_unavailable(request: Request, exc: BaseException) -> JSONResponse:
+    # The database is down or restarting: a temporary condition the client should retry, not a
+    # bug; nothing was acknowledged, so nothing is lost.
+    log.warning("database_unavailable", error_type=type(exc).__name__)
+    return problem(request, 503, "Service unavailable",
+                   "The database is temporarily unavailable; retry after the indicated delay.",
+                   "database-unavailable", {"Retry-After": str(DB_RETRY_AFTER_SECONDS)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -209,15 +218,28 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = f"No route or resource at {request.url.path}."
         return problem(request, exc.status_code, title, detail, code, dict(exc.headers or {}))
 
+    async def _database_or_socket_error(request: Request, exc: Exception) -> JSONResponse:
+        """A database or socket error raised by a route: 503 when the database is unreachable.
+
+        Answered here, inside the app, rather than by the catch-all below: Starlette's
+        ``ServerErrorMiddleware`` re-raises after its handler's response, so uvicorn logged an
+        "Exception in ASGI application", closed the keep-alive connection (a client's next
+        request on it failed with a dropped connection) and the access log and RED metrics
+        counted a 500. Any other error of these types goes on to the catch-all (a 500)."""
+        if database_unavailable(exc):
+            return _database_unavailable(request, exc)
+        raise exc
+
+    from sqlalchemy.exc import DBAPIError
+
+    app.add_exception_handler(DBAPIError, _database_or_socket_error)  # type: ignore[arg-type]
+    # A refused connect surfaces as the socket's own error (ConnectionRefusedError, TimeoutError).
+    app.add_exception_handler(OSError, _database_or_socket_error)  # type: ignore[arg-type]
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if database_unavailable(exc):
-            # The database is down or restarting: a temporary condition the client should
-            # retry, not a bug; nothing was acknowledged, so nothing is lost.
-            log.warning("database_unavailable", error_type=type(exc).__name__)
-            return problem(request, 503, "Service unavailable",
-                           "The database is temporarily unavailable; retry after the indicated delay.",
-                           "database-unavailable", {"Retry-After": str(DB_RETRY_AFTER_SECONDS)})
+        if database_unavailable(exc):  # raised outside the routes (a middleware)
+            return _database_unavailable(request, exc)
         log.exception("unhandled_error", error_type=type(exc).__name__)
         return problem(request, 500, "Internal server error",
                        "An unexpected error occurred; quote the request id when reporting it.",

@@ -12,7 +12,7 @@ import httpx
 from omnify.core.db import Database, bind_tenant
 from omnify.recommendations import service as rec_service
 from tests.factories import Account, register
-from tests.integration.web.web_support import WebSession, sign_up
+from tests.integration.web.web_support import WebSession, sign_in, sign_up
 
 API = "/api/v1"
 
@@ -49,13 +49,17 @@ def _is_not_found_page(resp: httpx.Response) -> bool:
             and "Page not found" in resp.text)
 
 
-async def test_other_orgs_client_pages_are_a_404_page(web: WebSession, client: httpx.AsyncClient,
-                                                      owner_database: Database) -> None:
+async def test_other_orgs_client_pages_are_a_404_page(web: WebSession, other_web: WebSession,
+                                                      client: httpx.AsyncClient, owner_database: Database) -> None:
     await sign_up(web)
     stranger, client_id, rec_id = await _stranger_with_a_recommendation(client, owner_database)
-    # The stranger's own pages work (so the 404s below are about the caller, not a broken page).
-    own = await client.get(f"{API}/orgs/{stranger.org_id}/clients/{client_id}", headers=stranger.headers)
-    assert own.status_code == 200, own.text
+    # The stranger sees these pages (so the 404s below are about the caller, not a broken page).
+    assert (await sign_in(other_web, stranger.email, stranger.password)).status_code == 303
+    for suffix in (f"/clients/{client_id}/dashboard", f"/clients/{client_id}/connections",
+                   f"/recommendations?client_id={client_id}"):
+        own = await other_web.get(f"/orgs/{stranger.org_id}{suffix}")
+        assert own.status_code == 200, (suffix, own.status_code, own.text[:300])
+    assert rec_id in own.text and f"/recommendations/{rec_id}/apply" in own.text
 
     for org in (stranger.org_id, web.org_id):  # their URL, and ours with their client's id
         for suffix in (f"/clients/{client_id}", f"/clients/{client_id}/dashboard",

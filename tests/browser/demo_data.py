@@ -11,6 +11,7 @@ the platform write, the audit entry, the undo) is the product's own path.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -61,9 +62,41 @@ def sandbox_object(base_url: str, object_id: str) -> dict[str, str]:
     return body
 
 
+def wait_for_startup_brain_runs(served: Served, timeout_s: float = 180.0) -> None:
+    """Wait until the brain runs `omnify up` set off are over, read from the API.
+
+    A brain run expires the open recommendations it does not find again, a planted one
+    included. `up` queues one run per synced connection (trigger ``sync``) before the worker
+    starts, then the beat's start-up sweep queues one per client (``schedule``) behind them;
+    the worker takes them in order, so once every demo client has a finished ``schedule``
+    run, nothing else runs until the next sync sweep (every 15 minutes)."""
+    api = f"{served.origin}/api/v1"
+    login = httpx.post(f"{api}/auth/login", json={"email": served.demo_email, "password": served.demo_password},
+                       timeout=30)
+    assert login.status_code == 200, login.text
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    [org] = httpx.get(f"{api}/orgs", headers=headers, timeout=30).json()["items"]
+    clients = [c["id"] for c in httpx.get(f"{api}/orgs/{org['id']}/clients", headers=headers,
+                                          timeout=30).json()["items"]]
+    assert clients
+    deadline = time.monotonic() + timeout_s
+    waiting = set(clients)
+    while waiting:
+        for client_id in sorted(waiting):
+            runs = httpx.get(f"{api}/orgs/{org['id']}/clients/{client_id}/brain-runs", headers=headers,
+                             params={"limit": 100}, timeout=30).json()["items"]
+            if any(r["trigger"] == "schedule" and r["status"] != "running" for r in runs):
+                waiting.discard(client_id)
+        if waiting:
+            assert time.monotonic() < deadline, f"no finished start-up brain run for {waiting} after {timeout_s} s"
+            time.sleep(0.5)  # polling the API for a state, not a timing assertion
+
+
 def plant_pause_ad(served: Served) -> PlantedPause:
     """An open ``pause_ad`` recommendation for an ad the demo synced from Meta and that is
-    active at the sandbox, stored through the recommendations service as a brain run does."""
+    active at the sandbox, stored through the recommendations service as a brain run does
+    (once the start-up runs are over, so none of them expires it)."""
+    wait_for_startup_brain_runs(served)
     settings = Settings(env="test", data_dir=served.data_dir,
                         database_url=f"sqlite+aiosqlite:///{(served.data_dir / 'omnify.db').resolve()}")
 

@@ -86,6 +86,15 @@ class Walk:
         assert response is not None and response.ok, f"{path}: {response and response.status}"
         self.check(name or path)
 
+    def wait_for_url(self, pattern: re.Pattern[str], timeout_ms: float = 30_000) -> None:
+        """``page.wait_for_url``, failing with where the page is and what it says instead."""
+        try:
+            self.page.wait_for_url(pattern, timeout=timeout_ms)
+        except Exception as exc:
+            main = self.page.locator("main")
+            text = main.first.inner_text(timeout=2_000)[:1500] if main.count() else self.page.content()[:1500]
+            raise AssertionError(f"expected {pattern.pattern}, still on {self.page.url}: {text}") from exc
+
     def check(self, name: str) -> None:
         """axe at desktop and phone width (serious/critical fail) and a screenshot of each."""
         self.page.wait_for_load_state("load")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.sync_api import ConsoleMessage, Page, Request
+from playwright.sync_api import ConsoleMessage, Page, Request, expect
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Where the screenshots of every step go (README, "Browser tests"); git-ignored.
@@ -86,14 +86,19 @@ class Walk:
         assert response is not None and response.ok, f"{path}: {response and response.status}"
         self.check(name or path)
 
-    def wait_for_url(self, pattern: re.Pattern[str], timeout_ms: float = 30_000) -> None:
-        """``page.wait_for_url``, failing with where the page is and what it says instead."""
+    def wait_for_notice(self, url: re.Pattern[str], notice: str, timeout_ms: float = 30_000) -> None:
+        """After a form's redirect: the page at ``url`` shows ``notice`` in its flash area.
+
+        Waits on the page, not on the redirect's ``?flash=`` URL: app.js drops that
+        parameter with ``history.replaceState`` as soon as the notice is shown, which can
+        beat ``wait_for_url`` to it. Fails with where the page is and what it says instead."""
         try:
-            self.page.wait_for_url(pattern, timeout=timeout_ms)
-        except Exception as exc:
+            expect(self.page.locator("#flash .notice")).to_have_text(notice, timeout=timeout_ms)
+            expect(self.page).to_have_url(url)
+        except AssertionError as exc:
             main = self.page.locator("main")
             text = main.first.inner_text(timeout=2_000)[:1500] if main.count() else self.page.content()[:1500]
-            raise AssertionError(f"expected {pattern.pattern}, still on {self.page.url}: {text}") from exc
+            raise AssertionError(f"expected {notice!r} at {url.pattern}, on {self.page.url}: {text}") from exc
 
     def check(self, name: str) -> None:
         """axe at desktop and phone width (serious/critical fail) and a screenshot of each."""

@@ -53,7 +53,7 @@ def test_apply_then_undo_on_the_sandbox(walk: Walk, served: Served) -> None:
 
     # Apply, confirmed: the actions history shows the change with its outcome.
     card.get_by_role("button", name="Apply").click()
-    walk.wait_for_url(re.compile(r"/actions\?flash=action-applied"))
+    walk.wait_for_notice(re.compile(rf"{org}/actions(\?|$)"), "Applied on the ad platform.")
     assert confirms == ["Apply this change on the ad platform?"]
     row = page.locator("tr[data-action-id]").filter(has_text=planted.ad_name)
     expect(row).to_have_count(1)
@@ -79,7 +79,7 @@ def test_apply_then_undo_on_the_sandbox(walk: Walk, served: Served) -> None:
     walk.goto(f"{org}/actions", "actions history before undo")
     row = page.locator(f"tr[data-action-id='{action_id}']")
     row.get_by_role("button", name="Undo").click()
-    walk.wait_for_url(re.compile(r"/actions\?flash=action-undone"))
+    walk.wait_for_notice(re.compile(rf"{org}/actions(\?|$)"), "Undone: the previous state is restored.")
     assert confirms[-1] == "Undo this change on the ad platform?"
     expect(row.locator(".badge")).to_have_text("undone")
     expect(row.get_by_role("button", name="Undo")).to_have_count(0)

@@ -62,7 +62,7 @@ def test_invited_viewer_joins_and_cannot_write(walk: Walk, served: Served, invit
     invite.get_by_label("E-mail").fill(invitee)
     invite.get_by_label("Role").select_option("viewer")
     invite.get_by_role("button", name="Send invitation").click()
-    walk.wait_for_url(re.compile(r"/settings/team\?flash=invitation-sent"))
+    walk.wait_for_notice(re.compile(rf"{org}/settings/team(\?|$)"), "Invitation sent.")
     pending = walk.page.get_by_role("region", name="Invitations").locator("tr").filter(has_text=invitee)
     expect(pending).to_contain_text("viewer")
     expect(pending).to_contain_text("pending")
@@ -79,7 +79,7 @@ def test_invited_viewer_joins_and_cannot_write(walk: Walk, served: Served, invit
     viewer.page.get_by_label("Your name").fill("Vera Viewer")
     viewer.page.get_by_label("Password").fill("Viewer-of-Omnify-2026!")
     viewer.page.get_by_role("button", name="Create account and join").click()
-    viewer.wait_for_url(re.compile(rf"{re.escape(org)}\?flash=invitation-accepted"))
+    viewer.wait_for_notice(re.compile(rf"{org}(\?|$)"), "Welcome! You joined the organization.")
     viewer.check("joined as viewer")
 
     # As a viewer: no Apply (the recommendation itself is shown), no Archive, no invitation form.

@@ -196,6 +196,8 @@ def up(
     typer.echo(f"  API docs:  http://{host}:{port}/api/docs  (API: POST /api/v1/auth/login with the same login)")
     typer.echo(f"  Data dir:  {settings.data_dir.resolve()}")
     typer.echo(f"  Demo data: {demo_line}")
+    if running is not None:  # where to inject faults (POST /__sandbox/faults) or look at what a write did
+        typer.echo("  Sandboxes: " + " ".join(f"{p.value}={running.url(p)}" for p in running.servers))
     supervisor = None
     if worker:
         from omnify.jobs.supervisor import Supervisor

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ class Served:
     mail_dir: Path
     demo_email: str
     demo_password: str
+    #: Base URL of each platform sandbox `omnify up` runs (its "Sandboxes:" line), by platform.
+    sandboxes: dict[str, str]
 
     def mails_to(self, address: str) -> list[str]:
         """Raw text of every e-mail written for ``address``, oldest first."""
@@ -65,7 +68,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     env = {"OMNIFY_LOG_LEVEL": "WARNING", "OMNIFY_EMAIL_BACKEND": "file", "OMNIFY_EMAIL_FILE_DIR": str(mail)}
     with omnify_up(data, env, port, log=data / "up.log") as up:
         creds = json.loads((data / "demo-credentials.json").read_text())
-        yield Served(up.origin, data, mail, creds["email"], creds["password"])
+        line = re.search(r"^  Sandboxes: (.+)$", up.output(), re.MULTILINE)
+        assert line, up.output()[-2000:]
+        sandboxes = dict(pair.split("=", 1) for pair in line.group(1).split())
+        yield Served(up.origin, data, mail, creds["email"], creds["password"], sandboxes)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.sync_api import ConsoleMessage, Page, Request
+from playwright.sync_api import ConsoleMessage, Page, Request, expect
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Where the screenshots of every step go (README, "Browser tests"); git-ignored.
@@ -85,6 +85,20 @@ class Walk:
         response = self.page.goto(self.origin + path)
         assert response is not None and response.ok, f"{path}: {response and response.status}"
         self.check(name or path)
+
+    def wait_for_notice(self, url: re.Pattern[str], notice: str, timeout_ms: float = 30_000) -> None:
+        """After a form's redirect: the page at ``url`` shows ``notice`` in its flash area.
+
+        Waits on the page, not on the redirect's ``?flash=`` URL: app.js drops that
+        parameter with ``history.replaceState`` as soon as the notice is shown, which can
+        beat ``wait_for_url`` to it. Fails with where the page is and what it says instead."""
+        try:
+            expect(self.page.locator("#flash .notice")).to_have_text(notice, timeout=timeout_ms)
+            expect(self.page).to_have_url(url)
+        except AssertionError as exc:
+            main = self.page.locator("main")
+            text = main.first.inner_text(timeout=2_000)[:1500] if main.count() else self.page.content()[:1500]
+            raise AssertionError(f"expected {notice!r} at {url.pattern}, on {self.page.url}: {text}") from exc
 
     def check(self, name: str) -> None:
         """axe at desktop and phone width (serious/critical fail) and a screenshot of each."""

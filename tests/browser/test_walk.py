@@ -127,7 +127,7 @@ def test_sign_up_to_synced_dashboard(walk: Walk, served: Served) -> None:
     walk.foreign_requests[:] = [u for u in walk.foreign_requests if not _is_sandbox(u, served)]
     page.locator("input[name=account_ids]").first.check(force=True)
     page.get_by_role("button", name="Save and sync").click()
-    page.wait_for_url(re.compile(r"flash=accounts-saved"))
+    walk.wait_for_notice(re.compile(r"/connections/meta_ads/connected(\?|$)"), "Accounts saved; the backfill is running.")
     page.locator("#backfill-meta_ads[data-status=done]").wait_for(timeout=120_000)  # HTMX polling
     walk.check("meta connected, backfill done")
     script_bytes(walk, sizes)
@@ -144,7 +144,7 @@ def test_sign_up_to_synced_dashboard(walk: Walk, served: Served) -> None:
     if not page.locator("input[name=account_ids]:checked").count():
         page.locator("input[name=account_ids]").first.check(force=True)
     page.get_by_role("button", name="Save and sync").click()
-    page.wait_for_url(re.compile(r"flash=accounts-saved"))
+    walk.wait_for_notice(re.compile(r"/connections/shopify/connected(\?|$)"), "Accounts saved; the backfill is running.")
     page.locator("#backfill-shopify[data-status=done]").wait_for(timeout=120_000)
     walk.check("shopify connected, backfill done")
 

@@ -9,7 +9,10 @@ common lives here:
   tokens in query strings on some platforms.
 * :class:`FaultInjector` + :func:`control_routes` - fault injection set by configuration or
   at run time through ``POST /__sandbox/faults`` (429 with retry-after, 5xx bursts, latency,
-  token expiry), rendered by each platform in its own error shape.
+  token expiry), rendered by each platform in its own error shape; ``GET
+  /__sandbox/objects/{id}`` shows an entity as the sandbox holds it, without a token, so a
+  test outside the process (a browser test against ``omnify up``) can see what a write did
+  at the platform rather than what Omnify believes it did.
 * :class:`RequestJournal` - what the server saw and when, so tests measure waits on the
   *server* side (the honest place: it proves the client really stayed away).
 * :class:`TokenStore` - OAuth clients, single-use authorization codes with PKCE (S256),
@@ -316,8 +319,10 @@ def control_routes(
     *,
     on_reset: Callable[[], None] | None = None,
     extra_state: Callable[[], dict[str, Any]] | None = None,
+    describe: Callable[[str], dict[str, Any]] | None = None,
 ) -> list[Route]:
-    """``/__sandbox`` endpoints: faults (GET/POST), requests journal, reset, state."""
+    """``/__sandbox`` endpoints: faults (GET/POST), requests journal, reset, state, and with
+    ``describe`` (raising ``KeyError`` for an unknown id) one entity's current state."""
 
     async def get_faults(request: Request) -> Response:
         return JSONResponse(injector.snapshot())
@@ -349,7 +354,17 @@ def control_routes(
     async def state(request: Request) -> Response:
         return JSONResponse({"faults": injector.snapshot(), **(extra_state() if extra_state else {})})
 
+    async def get_object(request: Request) -> Response:
+        assert describe is not None
+        object_id = request.path_params["object_id"]
+        try:
+            return JSONResponse(describe(object_id))
+        except KeyError:
+            return JSONResponse({"error": f"no object {object_id}"}, status_code=404)
+
+    objects = [Route(f"{CONTROL_PREFIX}/objects/{{object_id}}", get_object, methods=["GET"])] if describe else []
     return [
+        *objects,
         Route(f"{CONTROL_PREFIX}/faults", get_faults, methods=["GET"]),
         Route(f"{CONTROL_PREFIX}/faults", set_faults, methods=["POST"]),
         Route(f"{CONTROL_PREFIX}/requests", requests, methods=["GET"]),

@@ -571,6 +571,14 @@ class World:
                 return acc, "ad", acc.ads[entity_id]
         raise EntityNotFound(entity_id)
 
+    def describe(self, entity_id: str) -> dict[str, Any]:
+        """An entity as the platform holds it now (``/__sandbox/objects/{id}``): what a test
+        checks after Omnify wrote to the platform."""
+        with self._lock:
+            acc, level, entity = self.find(entity_id)
+            return {"id": entity_id, "level": level, "account_id": acc.id, "name": entity.name,
+                    "status": entity.status, "updated_at": entity.updated_at.isoformat()}
+
     def _today(self, acc: Account) -> date:
         return min(datetime.now(UTC).date(), acc.metrics.end)
 

@@ -240,3 +240,20 @@ def test_fault_match_filter() -> None:
     assert inj.next_fault("/v21.0/act_1/insights") is None
     with pytest.raises(ValueError):
         inj.configure(bogus=True)
+
+
+async def test_objects_endpoint_shows_what_a_write_did() -> None:
+    """``GET /__sandbox/objects/{id}``: an entity as the sandbox holds it now, status changes
+    included; an unknown id is a 404."""
+    from omnify.integrations.meta.sandbox import MetaSandbox, MetaSandboxConfig
+
+    box = MetaSandbox(MetaSandboxConfig(days=30))
+    acc = next(iter(box.world.accounts.values()))
+    ad = next(a for a in acc.ads.values() if a.status == "active")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=box.app), base_url="http://sandbox") as c:
+        seen = (await c.get(f"/__sandbox/objects/{ad.id}")).json()
+        assert seen["status"] == "active" and seen["level"] == "ad" and seen["account_id"] == acc.id
+        box.world.set_status(ad.id, "paused")
+        assert (await c.get(f"/__sandbox/objects/{ad.id}")).json()["status"] == "paused"
+        missing = await c.get("/__sandbox/objects/no-such-ad")
+        assert missing.status_code == 404 and "no-such-ad" in missing.json()["error"]

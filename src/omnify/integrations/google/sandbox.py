@@ -286,7 +286,8 @@ class GoogleSandbox(ServedSandbox):
         return Starlette(
             routes=[
                 *control_routes(self.injector, self.journal, on_reset=self.world.reset,
-                                extra_state=lambda: {"accessible": self.accessible(), **self.versions.state()}),
+                                extra_state=lambda: {"accessible": self.accessible(), **self.versions.state()},
+                                describe=self.world.describe),
                 Route("/o/oauth2/v2/auth", self._consent, methods=["GET", "POST"]),
                 Route("/token", self._token, methods=["POST"]),
                 Route("/revoke", self._revoke, methods=["POST"]),

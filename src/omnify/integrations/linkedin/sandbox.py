@@ -250,7 +250,8 @@ class LinkedInSandbox(ServedSandbox):
             Route("/oauth/v2/introspectToken", self.h_introspect, methods=["POST"]),
         ]
         routes += [Route(path, self._rest(handler), methods=methods) for path, handler, methods in rest]
-        routes += control_routes(self.injector, self.journal, on_reset=self.reset, extra_state=lambda: {
+        routes += control_routes(self.injector, self.journal, on_reset=self.reset, describe=self.world.describe,
+                                 extra_state=lambda: {
             "client_id": self.client_id, "accounts": sorted(self.world.accounts),
             "versions": version.POLICY.served(self.config.today)})
         middleware = [Middleware(FaultMiddleware, injector=self.injector, render=self._render_fault,

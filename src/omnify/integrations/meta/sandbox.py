@@ -249,7 +249,8 @@ class MetaSandbox(ServedSandbox):
 
         routes = [
             *control_routes(self.injector, self.journal, on_reset=self.reset,
-                            extra_state=lambda: {"accounts": list(self.world.accounts), **self.versions.state()}),
+                            extra_state=lambda: {"accounts": list(self.world.accounts), **self.versions.state()},
+                            describe=self.world.describe),
             Route("/{path:path}", self._dispatch, methods=["GET", "POST", "DELETE"]),
         ]
         return Starlette(routes=routes, middleware=[

@@ -289,6 +289,7 @@ class TikTokSandbox(ServedSandbox):
             self.injector,
             self.journal,
             on_reset=self.reset,
+            describe=self.world.describe,
             extra_state=lambda: {"app_id": self.app_id, "accounts": sorted(self.world.accounts),
                                  **self.versions.state()},
         )

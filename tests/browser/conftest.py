@@ -66,6 +66,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     mail = data / "mail"
     port = free_port()
     env = {"OMNIFY_LOG_LEVEL": "WARNING", "OMNIFY_EMAIL_BACKEND": "file", "OMNIFY_EMAIL_FILE_DIR": str(mail)}
+    # A webhook receiver in the test process (127.0.0.1) is a legal endpoint, as in development;
+    # every sign-in, sign-up and reset of the suite comes from one IP: the per-IP limit of a
+    # real deployment (10/minute, tested in the API tests) would make the walk flaky, not safer.
+    env |= {"OMNIFY_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1", "OMNIFY_RATE_LIMIT_AUTH": "600/minute"}
     with omnify_up(data, env, port, log=data / "up.log") as up:
         creds = json.loads((data / "demo-credentials.json").read_text())
         line = re.search(r"^  Sandboxes: (.+)$", up.output(), re.MULTILINE)

@@ -92,3 +92,18 @@ async def latest_email(db: Database, to: str, template: str) -> dict[str, Any]:
 def path_of(url: str) -> str:
     parts = urlsplit(url)
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+async def join_as(owner: WebSession, other: WebSession, db: Database, role: str) -> str:
+    """``other`` joins ``owner``'s organization with ``role`` through the e-mailed invitation."""
+    invitee = unique_email(f"web-{role}")
+    resp = await owner.post(f"/orgs/{owner.org_id}/settings/invitations", {"email": invitee, "role": role})
+    assert resp.status_code == 303, resp.text[:1000]
+    page = await other.get(path_of((await latest_email(db, invitee, "invitation"))["link"]))
+    token = re.search(r'name="token" value="([^"]+)"', page.text)
+    assert token, page.text[:1000]
+    resp = await other.post("/invitations/signup", {"token": token.group(1), "name": f"A {role}",
+                                                    "password": STRONG_PASSWORD})
+    assert resp.status_code == 303, resp.text[:1000]
+    other.email, other.org_id = invitee, owner.org_id
+    return invitee

@@ -13,7 +13,9 @@ from omnify.web.views import (
     recommendations,
     rules,
     settings,
+    webhooks,
 )
 
 ROUTERS = [account.router, orgs.router, clients.router, dashboard.router, connections.router, onboarding.router,
-           settings.router, rules.router, audit.router, recommendations.router]
+           settings.router, rules.router, audit.router, recommendations.router,
+           webhooks.router]

@@ -186,7 +186,7 @@ def test_metrics_aggregate_all_workers_in_multiprocess_mode(tmp_path: Path) -> N
     server = serve(tmp_path, workers=2, PROMETHEUS_MULTIPROC_DIR=str(multiproc), OMNIFY_METRICS_PORT=str(metrics_port))
     try:
         for _ in range(20):  # a new connection each time, so both workers get traffic
-            assert httpx.get(server.base_url + "/api/v1/openapi.json", timeout=10).status_code == 200
+            assert httpx.get(server.base_url + "/api/v1/openapi.json", timeout=60).status_code == 200
         # Not on the API port without the scrape token; on the metrics port, every worker.
         assert httpx.get(server.base_url + "/metrics", timeout=10).status_code == 404
         text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text

@@ -8,27 +8,22 @@ parameters so tests can give a Celery app on their own broker; production wiring
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import structlog
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import JSONResponse
 
 from omnify.core.deps import SessionDep
-from omnify.core.errors import ServiceUnavailable
 from omnify.core.pagination import PageParams, fields_param, page_params, page_response
 from omnify.jobs import service
 from omnify.jobs.models import FailureStatus
 from omnify.jobs.repository import FailureFilter
 from omnify.jobs.schemas import JobFailureList, JobFailureOut, ReplayOut
 
-log = structlog.get_logger(__name__)
 
-
-def _default_sender() -> service.TaskSender:
+def default_sender() -> service.TaskSender:
     from omnify.jobs.celery_app import celery_app
 
     return celery_app
@@ -36,7 +31,7 @@ def _default_sender() -> service.TaskSender:
 
 def build_router(
     require_admin: Callable[..., Any] | None = None,
-    sender: Callable[[], service.TaskSender] = _default_sender,
+    sender: Callable[[], service.TaskSender] = default_sender,
 ) -> APIRouter:
     """Routes guarded by ``require_admin``; ``sender`` gives the Celery app to publish with."""
     if require_admin is None:
@@ -74,18 +69,7 @@ def build_router(
         summary="Re-enqueue a dead-lettered job with its original arguments",
     )
     async def replay_failure(failure_id: uuid.UUID, session: SessionDep) -> ReplayOut:
-        plan = await session.run_sync(lambda s: service.prepare_replay(s, failure_id))
-        try:
-            # Publishing is blocking broker I/O; the transaction stays open meanwhile and
-            # commits only once the message is in the queue.
-            await asyncio.to_thread(service.enqueue_replay, plan, sender())
-        except Exception as exc:
-            await session.rollback()
-            log.error("job.replay_enqueue_failed", failure_id=str(failure_id), error=str(exc))
-            raise ServiceUnavailable(
-                "The job broker is unreachable; nothing was replayed.", code="broker-unavailable"
-            ) from exc
-        await session.commit()
+        plan = await service.replay_now(session, failure_id, sender())
         return ReplayOut(
             failure_id=plan.failure_id,
             task_name=plan.task_name,

@@ -10,6 +10,7 @@ tasks' idempotency keys absorb.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,10 +19,11 @@ from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from omnify.core.db import utcnow
-from omnify.core.errors import Conflict, NotFound
+from omnify.core.errors import Conflict, NotFound, ServiceUnavailable
 from omnify.core.pagination import PageParams
 from omnify.jobs import repository as repo
 from omnify.jobs.base import HEADER_ORG_ID, HEADER_REPLAY_OF, HEADER_TRACE_ID
@@ -210,6 +212,22 @@ def replay(session: Session, failure_id: uuid.UUID, sender: TaskSender) -> Repla
     """Synchronous replay (CLI): commit only after the publish succeeded."""
     plan = prepare_replay(session, failure_id)
     enqueue_replay(plan, sender)
+    return plan
+
+
+async def replay_now(session: AsyncSession, failure_id: uuid.UUID, sender: TaskSender) -> ReplayPlan:
+    """Replay from a request (the admin API and the admin page): the failure is marked
+    replayed only once the message is in the queue, so a broker outage replays nothing."""
+    plan = await session.run_sync(lambda s: prepare_replay(s, failure_id))
+    try:
+        # Publishing is blocking broker I/O; the transaction stays open meanwhile.
+        await asyncio.to_thread(enqueue_replay, plan, sender)
+    except Exception as exc:
+        await session.rollback()
+        log.error("job.replay_enqueue_failed", failure_id=str(failure_id), error=str(exc))
+        raise ServiceUnavailable("The job broker is unreachable; nothing was replayed.",
+                                 code="broker-unavailable") from exc
+    await session.commit()
     return plan
 
 

@@ -64,6 +64,9 @@ FLASH: dict[str, str] = {
     "test-sent": "Test event queued: it appears in the delivery log below.",
     "job-replayed": "Job re-enqueued.",
     "job-resolved": "Job closed without replay.",
+    "saved": "Saved.",
+    "no-export": "Only a customers/data_request has an export.",
+    "export-erased": "This export was erased by a later redaction request.",
     "idea-saved": "Campaign idea saved.",
     "onboarded": "Onboarding complete.",
 }

@@ -30,9 +30,12 @@ def test_demo_user_pages(walk: Walk, served: Served) -> None:
     base = re.search(r"/orgs/[^/]+", walk.page.url)
     assert base
     org = base.group(0)
-    for suffix, name in (("/clients", "clients"), ("/rules", "rules"), ("/settings/team", "team"),
-                         ("/settings/api-keys", "api keys"), ("/settings/plan", "plan"),
-                         ("/audit", "audit log")):
+    walk.goto(org + "/clients", "clients")
+    client = walk.page.locator("table th[scope='row'] a[href*='/clients/']").first.get_attribute("href")
+    assert client  # each client is linked by its name
+    walk.goto(client + "/privacy", "privacy requests")
+    for suffix, name in (("/rules", "rules"), ("/settings/team", "team"), ("/settings/api-keys", "api keys"),
+                         ("/settings/plan", "plan"), ("/audit", "audit log")):
         walk.goto(org + suffix, name)
     walk.goto("/settings/profile", "profile")
     walk.goto("/settings/notifications", "notification preferences")

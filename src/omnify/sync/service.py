@@ -248,13 +248,19 @@ async def run_connection(
         ctx = _Run(session=session, db=db, factory=factory, cfg=cfg, org_id=org_id, connection_id=connection_id,
                    client_id=conn.client_id, platform=Platform(conn.platform), lock=lock,
                    today=today or utcnow().date())
-        heartbeat = asyncio.create_task(_heartbeat(ctx), name=f"sync-lease-{connection_id}")
+        # SQLite (the embedded default) has one writer at a time, and a step's transaction
+        # that read before another connection committed cannot write afterwards ("database is
+        # locked" at once, whatever the busy timeout): a heartbeat committing in the middle of
+        # a step would fail the step. There the lease is renewed between steps only.
+        heartbeat = (asyncio.create_task(_heartbeat(ctx), name=f"sync-lease-{connection_id}")
+                     if db.dialect != "sqlite" else None)
         try:
             return await _run_locked(ctx, conn, trigger)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            if heartbeat is not None:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
             async with db.sessionmaker() as release:
                 await bind_tenant(release, org_id)
                 await connections.release_sync_lock(release, org_id, connection_id, lock)

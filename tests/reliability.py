@@ -24,6 +24,19 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 
 
+async def register_org(setup: httpx.AsyncClient, label: str) -> tuple[str, dict[str, str]]:
+    """Sign up through the served API (``setup`` has its ``/api/v1`` base URL): the new
+    organization's id and the owner's bearer header."""
+    from tests.factories import STRONG_PASSWORD, unique_email
+
+    resp = await setup.post("/auth/register", json={
+        "email": unique_email(label), "password": STRONG_PASSWORD, "name": f"{label.title()} Fault",
+        "organization_name": f"{label.title()} fault org"})
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    return str(body["organization"]["org_id"]), {"Authorization": f"Bearer {body['tokens']['access_token']}"}
+
+
 def figures_dir() -> Path:
     return Path(os.environ.get("OMNIFY_RELIABILITY_DIR") or ROOT / ".artifacts" / "reliability")
 

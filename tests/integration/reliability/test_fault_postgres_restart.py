@@ -22,8 +22,7 @@ import pytest
 
 from omnify.ops.backup import ScratchCluster
 from tests.conftest import APP_ROLE, is_postgres
-from tests.factories import STRONG_PASSWORD, unique_email
-from tests.reliability import Outcome, Tally, write_figures
+from tests.reliability import Outcome, Tally, register_org, write_figures
 from tests.scratch_services import postgres_run_as, scratch_postgres, server_workdir
 from tests.servers import LOOPBACK, clean_env, free_port, running
 
@@ -159,16 +158,10 @@ async def test_postgres_restart_under_load(cluster: ScratchCluster, tmp_path: Pa
     with running([sys.executable, "-m", "omnify.cli", "serve", "--port", str(port)], f"{origin}/healthz",
                  tmp_path / "serve.log", timeout=60, env=env):
         async with httpx.AsyncClient(base_url=f"{origin}/api/v1", timeout=60) as setup:
-            resp = await setup.post("/auth/register", json={
-                "email": unique_email("fault"), "password": STRONG_PASSWORD, "name": "Fault Tester",
-                "organization_name": "Fault org"})
-            assert resp.status_code == 201, resp.text
-            body = resp.json()
-        org_id = body["organization"]["org_id"]
+            org_id, headers = await register_org(setup, "postgres")
         with _owner_conn(cluster) as conn:  # type: ignore[attr-defined]
             # Room for every client the load creates (the free plan allows 10).
             conn.execute("UPDATE organizations SET plan = 'enterprise' WHERE id = %s", (org_id,))
-        headers = {"Authorization": f"Bearer {body['tokens']['access_token']}"}
 
         tally = Tally()
         load = Load(f"{origin}/api/v1", headers, org_id, tally, time.monotonic() + LOAD_SECONDS)

@@ -20,8 +20,7 @@ import pytest
 
 from omnify.settings import Settings
 from tests.conftest import DatabaseUrls
-from tests.factories import STRONG_PASSWORD, unique_email
-from tests.reliability import Outcome, Tally, write_figures
+from tests.reliability import Outcome, Tally, register_org, write_figures
 from tests.scratch_services import ScratchRedis, scratch_redis
 from tests.servers import LOOPBACK, clean_env, free_port, running
 
@@ -92,12 +91,8 @@ async def test_redis_restart_under_load(db_urls: DatabaseUrls, settings: Setting
         with running([sys.executable, "-m", "omnify.cli", "serve", "--port", str(port)], f"{origin}/healthz",
                      tmp_path / "serve.log", timeout=60, env=env):
             async with httpx.AsyncClient(base_url=f"{origin}/api/v1", timeout=60) as setup:
-                resp = await setup.post("/auth/register", json={
-                    "email": unique_email("redis"), "password": STRONG_PASSWORD, "name": "Redis Fault",
-                    "organization_name": "Redis fault org"})
-                assert resp.status_code == 201, resp.text
-                org_id = resp.json()["organization"]["org_id"]
-                setup.headers["Authorization"] = f"Bearer {resp.json()['tokens']['access_token']}"
+                org_id, auth = await register_org(setup, "redis")
+                setup.headers.update(auth)
                 resp = await setup.post(f"/orgs/{org_id}/clients", json={"company_name": "Cached Co"})
                 assert resp.status_code == 201, resp.text
                 client_id = resp.json()["id"]

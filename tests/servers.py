@@ -219,8 +219,10 @@ def omnify_command() -> list[str]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without any OMNIFY_* setting of the caller's shell, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIFY_")}
+    """This environment without any OMNIFY_* setting of the caller's shell, plus ``extra``.
+    The test harness's own knobs (OMNIFY_TEST_*, e.g. the clock moved ahead) are kept: a
+    process the tests start must live in the same calendar as the tests."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIFY_") or k.startswith("OMNIFY_TEST_")}
     env.update(extra)
     return env
 

@@ -96,7 +96,8 @@ def serve(tmp_path: Path, *, workers: int = 1, **extra_env: str) -> Served:
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIFY_") or k == "OMNIFY_DATABASE_URL"}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("OMNIFY_") or k.startswith("OMNIFY_TEST_") or k == "OMNIFY_DATABASE_URL"}
     env.update(
         OMNIFY_ENV="test",
         OMNIFY_DATA_DIR=str(tmp_path),

@@ -6,7 +6,6 @@ buckets and nobody else can choose an address.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from omnify.core.middleware import uvicorn_proxy_options
 from omnify.settings import Settings
 from tests.conftest import is_postgres, make_settings
 from tests.factories import unique_email
+from tests.servers import clean_env
 
 LOGIN = "/api/v1/auth/login"
 PROXY = "10.20.0.5"  # the ingress controller's pod
@@ -96,7 +96,7 @@ def _free_port() -> int:
 @pytest.mark.skipif(is_postgres(), reason="the server's proxy handling does not depend on the database; run once")
 def test_omnify_serve_does_not_trust_local_forwarded_for(tmp_path: Path) -> None:
     """uvicorn's default trusts X-Forwarded-For from 127.0.0.1: `omnify serve` must not."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIFY_")}
+    env = clean_env()
     env.update(OMNIFY_DATA_DIR=str(tmp_path), OMNIFY_SECRET_KEY="s" * 48, OMNIFY_LOG_LEVEL="WARNING",
                OMNIFY_RATE_LIMIT_AUTH="5/minute")
     subprocess.run([sys.executable, "-m", "omnify.cli", "migrate", "up"], env=env, check=True, capture_output=True,

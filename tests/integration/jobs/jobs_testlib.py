@@ -29,6 +29,7 @@ from omnify.jobs.db import create_sync_engine
 from omnify.jobs.models import JobFailure, JobRun
 from omnify.jobs.testing_tasks import test_metadata
 from omnify.settings import Settings
+from tests.servers import clean_env
 
 REDIS_URL = os.environ.get("OMNIFY_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 RABBIT_URL = os.environ.get("OMNIFY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -153,7 +154,7 @@ class JobsEnv:
         return create_sync_engine(self.settings())
 
     def worker_env(self, *, metrics_port: int = 0) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIFY_")}
+        env = clean_env()
         env.update(
             OMNIFY_DATA_DIR=str(self.data_dir),
             OMNIFY_DATABASE_URL=self.database_url,

@@ -6,7 +6,6 @@ every message arrives; the file ends in WAL mode."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import stop_process
+from tests.servers import clean_env, stop_process
 
 pytestmark = [pytest.mark.slow]
 
@@ -54,7 +53,7 @@ def test_the_beat_embedded_in_a_worker_publishes_on_the_embedded_broker(tmp_path
     it into the beat, and every publish of the beat failed with "locking protocol" for as long
     as it lived (issue 14: under ``omnify up`` no scheduled task ever ran). The beat's entries
     go to a queue nobody consumes, so the rows it published can be counted."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIFY_")}
+    env = clean_env()
     env.update(OMNIFY_DATA_DIR=str(tmp_path), OMNIFY_LOG_LEVEL="WARNING", OMNIFY_JOBS_QUEUE_DEPTH_INTERVAL="0.2",
                OMNIFY_JOBS_BEAT_SCHEDULE=json.dumps({"omnify.jobs.purge": {"every": 1, "queue": "beat-probe"}}))
     log = tmp_path / "worker.log"

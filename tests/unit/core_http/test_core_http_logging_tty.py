@@ -11,6 +11,7 @@ from pathlib import Path
 
 from omnify.core.logging import json_logs
 from omnify.settings import Settings
+from tests.servers import clean_env
 
 _LOG_ONE_LINE = (
     "from omnify.core.logging import configure_logging, get_logger\n"
@@ -21,7 +22,7 @@ _LOG_ONE_LINE = (
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIFY_")}
+    env = clean_env()
     env["OMNIFY_DATA_DIR"] = str(tmp_path)
     return env
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from typing import Any
 
@@ -33,6 +34,12 @@ def _in_thread(fn: Any, *args: Any) -> None:
             fn(*args)
         except BaseException as exc:  # re-raised in the caller
             errors.append(exc)
+        finally:
+            # The async engine leaves greenlets behind in this thread. Collected after the
+            # thread is gone, greenlet hands their clean-up to the main thread, which was seen
+            # twice to spin there for good (under coverage's greenlet tracing): collect them
+            # here, in the thread that owns them.
+            gc.collect()
 
     try:
         asyncio.get_running_loop()

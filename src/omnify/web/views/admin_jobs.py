@@ -19,13 +19,12 @@ from fastapi.responses import RedirectResponse, Response
 from omnify.auth.deps import require_platform_admin
 from omnify.auth.models import User
 from omnify.core.deps import SessionDep
-from omnify.core.errors import AppError
-from omnify.core.pagination import PageParams, paginate_rows
 from omnify.jobs import service as jobs
 from omnify.jobs.models import FailureStatus
 from omnify.jobs.repository import FailureFilter
 from omnify.jobs.router import default_sender
 from omnify.web.deps import csrf_guard, user_shell
+from omnify.web.paging import page_or_newest
 from omnify.web.templating import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
@@ -45,15 +44,9 @@ async def failures(request: Request, admin: PlatformAdmin, session: SessionDep) 
         errors.append(f"Unknown status {raw[:40]!r}: showing the jobs waiting for an operator.")
         raw, status = "dead", FailureStatus.DEAD
     task = (request.query_params.get("task_name") or "").strip()[:255]
-    params = PageParams(limit=PAGE, cursor=request.query_params.get("cursor") or None)
     flt = FailureFilter(status=status, task_name=task or None, org_id=None)
-    try:
-        rows = await session.run_sync(lambda s: jobs.list_failures(s, flt, params))
-    except AppError:  # a forged or stale cursor: start again from the newest
-        params = PageParams(limit=PAGE)
-        errors.append("That page link is no longer valid: showing the newest jobs.")
-        rows = await session.run_sync(lambda s: jobs.list_failures(s, flt, params))
-    items, next_cursor = paginate_rows(rows, params)
+    items, next_cursor, _ = await page_or_newest(
+        request, PAGE, lambda p: session.run_sync(lambda s: jobs.list_failures(s, flt, p)), errors, "jobs")
     query = {k: v for k, v in (("status", raw), ("task_name", task)) if v}
     return render(request, "admin/jobs.html", {
         "web": await user_shell(session, admin, "admin"), "failures": items, "errors": errors,

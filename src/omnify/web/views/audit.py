@@ -17,9 +17,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from omnify.audit import service as audit
-from omnify.core.errors import AppError
 from omnify.core.pagination import MAX_LIMIT, PageParams, paginate_rows
 from omnify.web.deps import AuditReader, csrf_guard, org_shell
+from omnify.web.paging import page_or_newest
 from omnify.web.templating import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
@@ -62,14 +62,8 @@ def _filters(request: Request) -> tuple[dict[str, Any], dict[str, str], list[str
 @router.get(BASE)
 async def audit_log(request: Request, ctx: AuditReader) -> Response:
     filters, values, errors = _filters(request)
-    params = PageParams(limit=PAGE, cursor=(request.query_params.get("cursor") or None))
-    try:
-        rows = await audit.list_entries(ctx.session, ctx.org_id, params, filters)
-    except AppError:  # a forged or stale cursor: start again from the newest entry
-        params = PageParams(limit=PAGE)
-        errors.append("That page link is no longer valid: showing the newest entries.")
-        rows = await audit.list_entries(ctx.session, ctx.org_id, params, filters)
-    items, next_cursor = paginate_rows(rows, params, lambda r: (r.created_at, r.id))
+    items, next_cursor, _ = await page_or_newest(
+        request, PAGE, lambda p: audit.list_entries(ctx.session, ctx.org_id, p, filters), errors, "entries")
     query = {k: v for k, v in values.items() if v}
     base = f"/orgs/{ctx.org_id}/audit"
     older = f"{base}?{urlencode({**query, 'cursor': next_cursor})}" if next_cursor else None

@@ -16,10 +16,10 @@ from fastapi.responses import RedirectResponse, Response
 from omnify.clients import service as clients
 from omnify.core.deps import SettingsDep
 from omnify.core.errors import AppError
-from omnify.core.pagination import PageParams, paginate_rows
 from omnify.privacy import service as privacy
 from omnify.privacy.models import PrivacyTopic
 from omnify.web.deps import AuditReader, csrf_guard, org_shell
+from omnify.web.paging import page_or_newest
 from omnify.web.templating import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
@@ -40,14 +40,9 @@ async def privacy_requests(request: Request, client_id: uuid.UUID, ctx: AuditRea
         except ValueError:
             errors.append(f"Unknown topic {raw[:60]!r}: showing every request.")
             raw = ""
-    params = PageParams(limit=PAGE, cursor=request.query_params.get("cursor") or None)
-    try:
-        rows = await privacy.list_requests(ctx.session, ctx.org_id, client_id, params, topic)
-    except AppError:  # a forged or stale cursor: start again from the newest
-        params = PageParams(limit=PAGE)
-        errors.append("That page link is no longer valid: showing the newest requests.")
-        rows = await privacy.list_requests(ctx.session, ctx.org_id, client_id, params, topic)
-    items, next_cursor = paginate_rows(rows, params)
+    items, next_cursor, _ = await page_or_newest(
+        request, PAGE, lambda p: privacy.list_requests(ctx.session, ctx.org_id, client_id, p, topic), errors,
+        "requests")
     base = f"/orgs/{ctx.org_id}/clients/{client_id}/privacy"
     older = f"{base}?cursor={next_cursor}" + (f"&topic={raw}" if raw else "") if next_cursor else None
     return render(request, "client/privacy.html", {

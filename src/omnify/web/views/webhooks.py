@@ -24,9 +24,10 @@ from fastapi.responses import RedirectResponse, Response
 from omnify.core import browser
 from omnify.core.deps import SettingsDep
 from omnify.core.errors import AppError
-from omnify.core.pagination import PageParams, paginate_rows
+from omnify.core.pagination import PageParams
 from omnify.web.deps import WebhooksManager, csrf_guard, org_shell
 from omnify.web.forms import Errors, app_error_fields, form_lists, parse
+from omnify.web.paging import page_or_newest
 from omnify.web.templating import render
 from omnify.webhooks import service as webhooks
 from omnify.webhooks.config import WebhookConfig
@@ -103,14 +104,10 @@ async def _deliveries(request: Request, ctx: Any, endpoint: WebhookEndpoint) -> 
     if status and status not in STATUSES:
         notes.append(f"Unknown status {status[:40]!r}: showing every delivery.")
         status = ""
-    params = PageParams(limit=DELIVERIES_PAGE, cursor=(q.get("cursor") or None))
-    try:
-        rows = await webhooks.list_deliveries(ctx.session, ctx.org_id, endpoint.id, params, status or None, None)
-    except AppError:  # a forged or stale cursor: start again from the newest delivery
-        notes.append("That page link is no longer valid: showing the newest deliveries.")
-        params = PageParams(limit=DELIVERIES_PAGE)
-        rows = await webhooks.list_deliveries(ctx.session, ctx.org_id, endpoint.id, params, status or None, None)
-    items, next_cursor = paginate_rows(rows, params)
+    items, next_cursor, params = await page_or_newest(
+        request, DELIVERIES_PAGE,
+        lambda p: webhooks.list_deliveries(ctx.session, ctx.org_id, endpoint.id, p, status or None, None),
+        notes, "deliveries")
     here = f"{_base(ctx.org_id)}/{endpoint.id}"
     query = {"status": status} if status else {}
     current = {**query, "cursor": params.cursor} if params.cursor else query

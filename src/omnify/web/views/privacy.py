@@ -27,6 +27,10 @@ BASE = "/orgs/{org_id}/clients/{client_id}/privacy"
 PAGE = 50
 
 
+def _base(org_id: uuid.UUID, client_id: uuid.UUID) -> str:
+    return f"/orgs/{org_id}/clients/{client_id}/privacy"
+
+
 @router.get(BASE)
 async def privacy_requests(request: Request, client_id: uuid.UUID, ctx: AuditReader) -> Response:
     web = await org_shell(request, ctx, "clients")
@@ -43,7 +47,7 @@ async def privacy_requests(request: Request, client_id: uuid.UUID, ctx: AuditRea
     items, next_cursor, _ = await page_or_newest(
         request, PAGE, lambda p: privacy.list_requests(ctx.session, ctx.org_id, client_id, p, topic), errors,
         "requests")
-    base = f"/orgs/{ctx.org_id}/clients/{client_id}/privacy"
+    base = _base(ctx.org_id, client_id)
     older = f"{base}?cursor={next_cursor}" + (f"&topic={raw}" if raw else "") if next_cursor else None
     return render(request, "client/privacy.html", {
         "web": web, "client": client, "requests": items, "errors": errors, "topic": raw,
@@ -54,7 +58,7 @@ async def privacy_requests(request: Request, client_id: uuid.UUID, ctx: AuditRea
 async def privacy_export(request: Request, client_id: uuid.UUID, request_id: uuid.UUID, ctx: AuditReader,
                          settings: SettingsDep) -> Response:
     """Hands out the signed link (audited); a request without an export says why."""
-    base = f"/orgs/{ctx.org_id}/clients/{client_id}/privacy"
+    base = _base(ctx.org_id, client_id)
     try:
         link = await privacy.export_link(ctx.session, settings, ctx.actor, ctx.org_id, client_id, request_id)
     except AppError as exc:

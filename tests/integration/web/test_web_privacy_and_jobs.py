@@ -24,6 +24,7 @@ from omnify.privacy import service as privacy
 from omnify.privacy.models import PrivacyTopic
 from omnify.settings import Settings
 from tests.integration.connections.conn_support import SHOP, Env, boxes, env, new_team  # noqa: F401
+from tests.integration.jobs.test_jobs_store import queue_size
 from tests.integration.sync.sync_support import connected
 from tests.integration.web.web_support import new_web, sign_in
 
@@ -91,11 +92,6 @@ def broker_app(tmp_path: Path, settings: Settings) -> Iterator[Celery]:
     app.close()
 
 
-def _queued(app: Celery) -> int:
-    with app.connection_for_write() as conn:
-        return int(conn.channel().queue_declare(queue=QUEUE, passive=True).message_count)
-
-
 async def _dead_letter(db: Database) -> uuid.UUID:
     rec = jobs.FailureRecord(task_name=f"tests.web.{uuid.uuid4().hex[:8]}", task_id=str(uuid.uuid4()),
                              args=[1], kwargs={"x": "y"}, org_id=None, error_type="ValueError", error="boom",
@@ -131,12 +127,12 @@ async def test_platform_admins_replay_and_close_dead_letters(env: Env, broker_ap
         assert 'href="/admin/jobs"' in page.text  # the nav's Admin entry points here
         assert "Unknown status" in (await admin.get("/admin/jobs", params={"status": "zzz"})).text
 
-        before = _queued(broker_app)
+        before = queue_size(broker_app, QUEUE)
         replayed = await admin.post(f"/admin/jobs/{first}/replay")
         assert replayed.status_code == 303 and replayed.headers["location"].endswith("flash=job-replayed")
-        assert _queued(broker_app) == before + 1 and await _status(env.owner_db, first) == FailureStatus.REPLAYED
+        assert queue_size(broker_app, QUEUE) == before + 1 and await _status(env.owner_db, first) == FailureStatus.REPLAYED
         again = await admin.post(f"/admin/jobs/{first}/replay")  # already replayed: refused, not 500
-        assert again.status_code == 409 and _queued(broker_app) == before + 1
+        assert again.status_code == 409 and queue_size(broker_app, QUEUE) == before + 1
         closed = await admin.post(f"/admin/jobs/{second}/resolve")
         assert closed.status_code == 303 and await _status(env.owner_db, second) == FailureStatus.RESOLVED
         waiting = await admin.get("/admin/jobs")

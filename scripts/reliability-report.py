@@ -168,12 +168,13 @@ Restore drill figures recorded in [disaster-recovery.md](disaster-recovery.md#me
 
 {drill_table()}
 
-## Known caveat
+## Readiness during a Redis outage
 
-`/readyz` checks Redis when it is configured, so during a Redis outage every API pod reports
-not ready (the Redis rows show the status it answered): behind a Kubernetes Service or a load
-balancer that follows readiness, the API is taken out of rotation although, as measured above,
-it can serve. Whether readiness should ignore Redis (no request needs it) is left open.
+`/readyz` checks Redis and reports it, but a Redis outage does not make an instance unready: it
+answers 200 with `"status": "degraded"` (the Redis rows show the status it answered). Until
+2026-12-04 it answered 503, so behind a Kubernetes Service or a load balancer that follows
+readiness a shared Redis outage took every API pod out of rotation although, as measured above,
+the API serves without it. The database, its migrations and the broker still make it unready.
 
 ## Covered by other tests (figures of 2026-12-04, both databases)
 

@@ -2,9 +2,13 @@
 
 Liveness answers from the process alone: restarting a pod because the *database* is
 down would not help, so ``/healthz`` checks nothing external. Readiness checks what a
-request needs - the database and, when configured, Redis (rate limits, cache) - so a
-load balancer stops routing to an instance that cannot serve. Each check has a short
-timeout: a probe that hangs is worse than one that fails.
+request needs - the database, its migrations and the broker that carries background
+jobs - so a load balancer stops routing to an instance that cannot serve. Redis is checked
+and reported but does not make an instance unready: no request needs it (the cache is
+bypassed, rate limits fail open, measured in docs/reliability.md), and a shared Redis
+outage that failed every pod's readiness would take the whole API out of rotation while it
+could serve. Such an instance answers 200 with ``"status": "degraded"``. Each check has a
+short timeout: a probe that hangs is worse than one that fails.
 
 The 503 names the failing dependency and the error class, never the exception text
 (which may carry host names or credentials). Neither endpoint is rate limited or in the
@@ -36,6 +40,8 @@ BROKER_TIMEOUT_SECONDS: Final = 3
 #: What an operator runs when the schema is behind the code.
 MIGRATE_COMMAND: Final = "omnify migrate up"
 NO_STORE: Final = {"Cache-Control": "no-store"}
+#: Checked and reported, but an instance serves without them (see the module docstring).
+SOFT_DEPENDENCIES: Final = frozenset({"redis"})
 
 router = APIRouter(tags=["health"])
 
@@ -162,7 +168,8 @@ async def readyz(request: Request) -> JSONResponse:
         checks["broker"] = lambda: check_broker(settings)
 
     results = dict(await asyncio.gather(*(_run(name, fn) for name, fn in checks.items())))
-    failing = [name for name, outcome in results.items() if outcome != "ok"]
+    failing = [name for name, outcome in results.items() if outcome != "ok" and name not in SOFT_DEPENDENCIES]
+    degraded = [name for name, outcome in results.items() if outcome != "ok" and name in SOFT_DEPENDENCIES]
     if failing:
         detail = f"Dependency unavailable: {', '.join(failing)}."
         if failing == ["migrations"]:
@@ -175,6 +182,8 @@ async def readyz(request: Request) -> JSONResponse:
             "not-ready",
             headers=NO_STORE,
             checks=results,
-            failing=failing,
+            failing=failing + degraded,
         )
+    if degraded:
+        return JSONResponse({"status": "degraded", "checks": results, "degraded": degraded}, headers=NO_STORE)
     return JSONResponse({"status": "ok", "checks": results}, headers=NO_STORE)

@@ -46,19 +46,26 @@ async def test_readyz_503_on_an_unmigrated_database_names_the_command(make_clien
     assert body["detail"] == "Database migrations pending: run `omnify migrate up`."
 
 
-async def test_readyz_503_names_unreachable_redis(make_client, tmp_path) -> None:
+async def test_readyz_reports_unreachable_redis_as_degraded_not_unready(make_client, tmp_path) -> None:
+    """A shared Redis outage must not take every pod out of rotation: the API serves without it."""
     _migrated(tmp_path)
     _, client = await make_client(redis_url=f"redis://127.0.0.1:{_closed_port()}/0")
     resp = await client.get("/readyz")
-    assert resp.status_code == 503
-    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.status_code == 200
     body = resp.json()
-    assert body["status"] == 503
-    assert body["failing"] == ["redis"]
-    assert "redis" in body["detail"]
+    assert body["status"] == "degraded"
+    assert body["degraded"] == ["redis"]
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["redis"].startswith("error: ")
     assert "127.0.0.1" not in resp.text  # no connection details leak
+
+
+async def test_readyz_503_lists_redis_beside_a_hard_failure(make_client, tmp_path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/missing-dir/omnify.db"
+    _, client = await make_client(database_url=url, redis_url=f"redis://127.0.0.1:{_closed_port()}/0")
+    resp = await client.get("/readyz")
+    assert resp.status_code == 503
+    assert resp.json()["failing"] == ["database", "migrations", "redis"]
 
 
 async def test_readyz_503_names_unreachable_database(make_client, tmp_path) -> None:

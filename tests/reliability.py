@@ -142,6 +142,8 @@ class TcpRelay:
         self._transports: set[Any] = set()
         self._cut_after: int | None = None
         self.relayed_up = 0
+        self._drops = 0
+        self.dropped = 0
         self.kills = 0
         self.killed = asyncio.Event()
 
@@ -155,6 +157,11 @@ class TcpRelay:
 
     def cut_after(self, nbytes: int) -> None:
         self._cut_after = self.relayed_up + nbytes
+
+    def drop_responses(self, count: int) -> None:
+        """Reset the connection instead of relaying each of the next ``count`` responses (the
+        request reached the upstream; the client sees the connection drop without an answer)."""
+        self._drops += count
 
     async def kill(self) -> None:
         """Stop listening and reset every open connection (RST, as a crashed process would)."""
@@ -180,6 +187,12 @@ class TcpRelay:
         async def pipe(src: Any, dst: Any, upward: bool) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await src.read(64 * 1024):
+                    if not upward and self._drops > 0:
+                        self._drops -= 1
+                        self.dropped += 1
+                        writer.transport.abort()
+                        up_writer.transport.abort()
+                        return
                     dst.write(data)
                     await dst.drain()
                     if upward:

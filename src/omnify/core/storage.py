@@ -530,7 +530,8 @@ class S3Storage:
                 self._unaborted.append((full, upload_id))
 
     def _retry_aborts(self) -> None:
-        for _ in range(len(self._unaborted)):
+        # A few per write, so a backlog (or an upload S3 refuses to abort) never stalls one upload.
+        for _ in range(min(len(self._unaborted), 20)):
             full, upload_id = self._unaborted.popleft()
             self._abort(full, upload_id)
 

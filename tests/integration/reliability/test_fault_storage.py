@@ -27,7 +27,7 @@ import resource
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -237,64 +237,74 @@ def moto_bucket(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-async def test_s3_endpoint_killed_during_and_before_an_upload(
-    moto_bucket: str, db_urls: DatabaseUrls, settings: Settings, tmp_path: Path
-) -> None:
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=moto_bucket, region_name="us-east-1")
+@pytest.fixture
+async def served_s3(moto_bucket: str, db_urls: DatabaseUrls, settings: Settings,
+                    tmp_path: Path) -> AsyncIterator[tuple[str, TcpRelay]]:
+    """``omnify serve`` on the S3 backend, reaching moto through a relay the test can kill."""
     relay = TcpRelay(("127.0.0.1", int(moto_bucket.rsplit(":", 1)[1])), free_port())
     await relay.start()
     port = free_port()
     origin = f"http://{LOOPBACK}:{port}"
     env = _env(db_urls, tmp_path / "data", origin, OMNIFY_STORAGE_BACKEND="s3", OMNIFY_S3_BUCKET=BUCKET,
                OMNIFY_S3_ENDPOINT_URL=relay.url, OMNIFY_S3_PREFIX="tenants")
+    try:
+        with running([sys.executable, "-m", "omnify.cli", "serve", "--port", str(port)], f"{origin}/healthz",
+                     tmp_path / "serve.log", timeout=60, env=env):
+            yield origin, relay
+    finally:
+        await relay.kill()
+
+
+async def test_s3_endpoint_killed_during_and_before_an_upload(
+    served_s3: tuple[str, TcpRelay], moto_bucket: str, db_urls: DatabaseUrls, tmp_path: Path
+) -> None:
+    import boto3
+
+    origin, relay = served_s3
+    s3 = boto3.client("s3", endpoint_url=moto_bucket, region_name="us-east-1")
     log_path = tmp_path / "serve.log"
-    with running([sys.executable, "-m", "omnify.cli", "serve", "--port", str(port)], f"{origin}/healthz",
-                 log_path, timeout=60, env=env):
-        http, api, org_id = await _client_with_files(origin, "s3fault")
-        try:
-            kept = {}
-            for i, (data, name, category) in enumerate([(pdf(200_000, 11), "guide.pdf", "brand_guide"),
-                                                         (pdf(9 * MiB, 12), "deck.pdf", "other")]):
-                resp = await api.upload(f"before-{i}", data, name, category)
-                assert resp is not None and resp.status_code == 201, resp.text if resp else None
-                kept[resp.json()["id"]] = sha(data)
+    http, api, org_id = await _client_with_files(origin, "s3fault")
+    try:
+        kept = {}
+        for i, (data, name, category) in enumerate([(pdf(200_000, 11), "guide.pdf", "brand_guide"),
+                                                     (pdf(9 * MiB, 12), "deck.pdf", "other")]):
+            resp = await api.upload(f"before-{i}", data, name, category)
+            assert resp is not None and resp.status_code == 201, resp.text if resp else None
+            kept[resp.json()["id"]] = sha(data)
 
-            def objects() -> set[str]:
-                listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"tenants/{org_id}/")
-                return {o["Key"] for o in listed.get("Contents", [])}
+        def objects() -> set[str]:
+            listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"tenants/{org_id}/")
+            return {o["Key"] for o in listed.get("Contents", [])}
 
-            objects_before = objects()
-            fault_at = time.monotonic()
-            relay.cut_after(4 * MiB)  # inside the first 8 MiB part of the next upload
-            during = await api.upload("killed-during", pdf(12 * MiB, 13), "big.pdf")
-            assert relay.killed.is_set(), "the relay was not cut during the upload"
-            before_upload = await api.upload("down-before", pdf(100_000, 14), "small.pdf", "brand_guide")
-            listed_during = await api.listed()
-            await relay.start()
-            restored_at = time.monotonic()
-            log_text = log_path.read_text(errors="replace")
-            assert_fault_answer(during, 503, "storage-unavailable", log_text)
-            assert_fault_answer(before_upload, 503, "storage-unavailable", log_text)
-
-            def unfinished() -> int:
-                listed = s3.list_multipart_uploads(Bucket=BUCKET, Prefix=f"tenants/{org_id}/")
-                return len(listed.get("Uploads", []))
-
-            objects_after = objects()
-            pending = unfinished()  # the killed upload's parts: its abort could not reach S3
-            intact = sum([await api.served_sha(fid) == digest for fid, digest in kept.items()])
-            retried = pdf(12 * MiB, 13)
-            after = await api.upload("after", retried, "big.pdf")
-            recovered_in = time.monotonic() - restored_at
-            assert after is not None and after.status_code == 201, after.text if after else None
-            assert await api.served_sha(after.json()["id"]) == sha(retried)
-            pending_after = unfinished()
-        finally:
-            await http.aclose()
-            await relay.kill()
+        objects_before = objects()
+        fault_at = time.monotonic()
+        relay.cut_after(4 * MiB)  # inside the first 8 MiB part of the next upload
+        during = await api.upload("killed-during", pdf(12 * MiB, 13), "big.pdf")
+        assert relay.killed.is_set(), "the relay was not cut during the upload"
+        before_upload = await api.upload("down-before", pdf(100_000, 14), "small.pdf", "brand_guide")
+        listed_during = await api.listed()
+        await relay.start()
+        restored_at = time.monotonic()
         log_text = log_path.read_text(errors="replace")
+        assert_fault_answer(during, 503, "storage-unavailable", log_text)
+        assert_fault_answer(before_upload, 503, "storage-unavailable", log_text)
+
+        def unfinished() -> int:
+            listed = s3.list_multipart_uploads(Bucket=BUCKET, Prefix=f"tenants/{org_id}/")
+            return len(listed.get("Uploads", []))
+
+        objects_after = objects()
+        pending = unfinished()  # the killed upload's parts: its abort could not reach S3
+        intact = sum([await api.served_sha(fid) == digest for fid, digest in kept.items()])
+        retried = pdf(12 * MiB, 13)
+        after = await api.upload("after", retried, "big.pdf")
+        recovered_in = time.monotonic() - restored_at
+        assert after is not None and after.status_code == 201, after.text if after else None
+        assert await api.served_sha(after.json()["id"]) == sha(retried)
+        pending_after = unfinished()
+    finally:
+        await http.aclose()
+    log_text = log_path.read_text(errors="replace")
 
     figures = {
         "fault": "S3 endpoint killed during a multipart upload and down for the next one",

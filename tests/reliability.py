@@ -10,6 +10,8 @@ docs/reliability.md.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import time
@@ -125,3 +127,82 @@ class Tally:
 
     def latency_max(self) -> float:
         return round(max((o.done - o.sent for o in self.outcomes), default=0.0), 3)
+
+
+class TcpRelay:
+    """A TCP relay on a fixed loopback port in front of ``upstream`` (host, port), run on the
+    test's event loop: the endpoint a service is configured with, which the test can kill
+    (every open connection reset, the port refusing) and start again on the same port while
+    the server behind it keeps its state. ``cut_after(n)`` kills it once ``n`` more bytes
+    were relayed towards the upstream, i.e. in the middle of a request body."""
+
+    def __init__(self, upstream: tuple[str, int], port: int, host: str = "127.0.0.1") -> None:
+        self.upstream, self.host, self.port = upstream, host, port
+        self._server: Any = None
+        self._transports: set[Any] = set()
+        self._cut_after: int | None = None
+        self.relayed_up = 0
+        self._drops = 0
+        self.dropped = 0
+        self.kills = 0
+        self.killed = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self.killed = asyncio.Event()
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, reuse_address=True)
+
+    def cut_after(self, nbytes: int) -> None:
+        self._cut_after = self.relayed_up + nbytes
+
+    def drop_responses(self, count: int) -> None:
+        """Reset the connection instead of relaying each of the next ``count`` responses (the
+        request reached the upstream; the client sees the connection drop without an answer)."""
+        self._drops += count
+
+    async def kill(self) -> None:
+        """Stop listening and reset every open connection (RST, as a crashed process would)."""
+        if self._server is None:
+            return
+        self._server.close()
+        for transport in list(self._transports):
+            transport.abort()
+        self._transports.clear()
+        await self._server.wait_closed()
+        self._server = None
+        self.kills += 1
+        self.killed.set()
+
+    async def _serve(self, reader: Any, writer: Any) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._transports |= {writer.transport, up_writer.transport}
+
+        async def pipe(src: Any, dst: Any, upward: bool) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await src.read(64 * 1024):
+                    if not upward and self._drops > 0:
+                        self._drops -= 1
+                        self.dropped += 1
+                        writer.transport.abort()
+                        up_writer.transport.abort()
+                        return
+                    dst.write(data)
+                    await dst.drain()
+                    if upward:
+                        self.relayed_up += len(data)
+                        if self._cut_after is not None and self.relayed_up >= self._cut_after:
+                            self._cut_after = None
+                            await self.kill()
+                            return
+            with contextlib.suppress(OSError):
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+        self._transports -= {writer.transport, up_writer.transport}

@@ -19,7 +19,7 @@ objects, and a leaked link expires quickly:
 from __future__ import annotations
 
 import base64
-import contextlib
+import collections
 import hashlib
 import hmac
 import os
@@ -421,6 +421,8 @@ class S3Storage:
         self.cdn_base_url = cdn_base_url
         self.default_ttl = default_ttl
         self.part_size = part_size
+        #: Multipart uploads whose abort failed (see :meth:`_abort`); bounded, oldest dropped.
+        self._unaborted: collections.deque[tuple[str, str]] = collections.deque(maxlen=1000)
         self._extra: dict[str, str] = {}
         if sse:
             self._extra["ServerSideEncryption"] = sse
@@ -461,7 +463,7 @@ class S3Storage:
 
         if not isinstance(exc, ClientError):
             return False
-        return exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
+        return exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 
     async def put_stream(
         self,
@@ -512,12 +514,26 @@ class S3Storage:
                 with anyio.CancelScope(shield=True):
                     await _run(self._abort, full, upload_id)
             raise
+        if self._unaborted:  # the endpoint answers again: drop what an outage left behind
+            await _run(self._retry_aborts)
         return StoredObject(key=key, size=size, sha256=hasher.hexdigest())
 
     def _abort(self, full: str, upload_id: str) -> None:
-        # The original error matters more; a bucket lifecycle rule reaps any leftover parts.
-        with contextlib.suppress(Exception):
+        """Abort a failed multipart upload. When that fails too (the endpoint is down, which is
+        often why the upload failed), remember it and abort again after the next successful
+        write, so the parts already sent (invisible, but billed) do not wait for the bucket's
+        lifecycle rule, which stays the backstop for a process that dies meanwhile."""
+        try:
             self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+        except Exception as exc:  # the original error matters more
+            if not self._is_not_found(exc):
+                self._unaborted.append((full, upload_id))
+
+    def _retry_aborts(self) -> None:
+        # A few per write, so a backlog (or an upload S3 refuses to abort) never stalls one upload.
+        for _ in range(min(len(self._unaborted), 20)):
+            full, upload_id = self._unaborted.popleft()
+            self._abort(full, upload_id)
 
     async def get_stream(self, key: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> AsyncIterator[bytes]:
         try:

@@ -107,7 +107,9 @@ async def _file_bytes(reader: MultipartReader) -> AsyncIterator[bytes]:
     BASE, status_code=status.HTTP_201_CREATED, response_model=FileOut, openapi_extra=UPLOAD_BODY,
     responses={200: {"model": FileOut, "description": "The same content was already stored for this client."},
                402: {"description": "Storage quota exceeded."}, 413: {"description": "File too large."},
-               415: {"description": "Type not allowed for the category."}},
+               415: {"description": "Type not allowed for the category."},
+               503: {"description": "File storage unreachable; nothing was kept. Retry after `Retry-After`."},
+               507: {"description": "File storage full; nothing was kept. Retry after `Retry-After`."}},
 )
 async def upload_file(
     client_id: uuid.UUID, request: Request, settings: SettingsDep, ctx: Writer,

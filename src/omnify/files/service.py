@@ -16,6 +16,7 @@ slow client does not hold a transaction open.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import tempfile
 import uuid
@@ -189,7 +190,10 @@ async def _spool(chunks: AsyncIterator[bytes], fh: IO[bytes]) -> str:
     hasher = hashlib.sha256()
     async for chunk in chunks:
         hasher.update(chunk)
-        await anyio.to_thread.run_sync(fh.write, chunk)
+        try:  # past SPOOL_MEMORY_BYTES this writes a temporary file, which can hit a full disk
+            await anyio.to_thread.run_sync(fh.write, chunk)
+        except OSError as exc:
+            raise _storage_fault(exc, "spool", "spool") from None
     await anyio.to_thread.run_sync(fh.seek, 0)
     return hasher.hexdigest()
 
@@ -203,23 +207,64 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-class StorageUnavailable(ServiceUnavailable):
-    code, title = "storage-unavailable", "File storage unavailable"
+#: What a storage fault tells clients to wait: an S3 endpoint coming back takes seconds to a
+#: minute; a full disk needs an operator (or the purge job) to free space.
+STORAGE_RETRY_AFTER_SECONDS = 30
+DISK_FULL_RETRY_AFTER_SECONDS = 300
+#: Write errors that mean "no room", not "broken": no space left, file too large for the
+#: filesystem or the process's RLIMIT_FSIZE, disk quota exceeded.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+class StorageFault(AppError):
+    """The file store failed while an upload was written: nothing was kept, retry later."""
+
+
+class StorageUnavailable(StorageFault, ServiceUnavailable):
+    """503: the backend could not be reached or answered an error (S3 endpoint down, refused,
+    timed out, 5xx), as an upstream outage is answered elsewhere in the API."""
+
+    status, code, title = 503, "storage-unavailable", "File storage unavailable"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)}, **extra)
+
+
+class StorageFull(StorageFault):
+    """507 Insufficient Storage (RFC 4918 section 11.5; what WebDAV servers, Nextcloud and
+    ownCloud answer): the server has no room for this representation right now. Not 413 (the
+    file is within its limit) nor 402 (the organization's plan has room): the deployment's
+    disk is full, so retrying after space is freed succeeds."""
+
+    status, code, title = 507, "storage-full", "Insufficient storage"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(DISK_FULL_RETRY_AFTER_SECONDS)}, **extra)
+
+
+def _storage_fault(exc: BaseException, backend: str, stage: str) -> StorageFault:
+    """The problem to answer for a backend or spool-file failure (logged, never shown)."""
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+        log.error("storage_full", backend=backend, stage=stage, errno=errno.errorcode.get(exc.errno or 0))
+        return StorageFull("The file store has no room for this upload right now; nothing was kept. "
+                           "Retry after the indicated delay.")
+    log.error("storage_write_failed", backend=backend, stage=stage, error_type=type(exc).__name__)
+    return StorageUnavailable("The file store is unavailable; nothing was kept. Retry after the indicated delay.")
 
 
 async def _put(storage: Storage, key: str, chunks: AsyncIterator[bytes], *, content_type: str,
                max_bytes: int | None = None) -> StoredObject:
-    """Store, turning a backend failure (disk full, S3 unreachable or misconfigured) into a
-    503 problem. Refusals raised by the stream itself (size, type, malformed body, a
-    client that went away) pass through unchanged; either way the backend has already
-    removed the partial object."""
+    """Store, turning a backend failure into a problem: a full disk (ENOSPC, EFBIG, EDQUOT) into
+    507, anything else (S3 unreachable or misconfigured, an I/O error) into 503, both with
+    ``Retry-After``. Refusals raised by the stream itself (size, type, malformed body, a client
+    that went away) pass through unchanged; either way the backend has already removed the
+    partial object (local: the temporary file; S3: the multipart upload is aborted)."""
     try:
         return await storage.put_stream(key, chunks, content_type=content_type, max_bytes=max_bytes)
     except (AppError, HTTPException, ClientDisconnect):
         raise
     except Exception as exc:
-        log.error("storage_write_failed", backend=storage.backend_name, error_type=type(exc).__name__)
-        raise StorageUnavailable("The file store is unavailable; try again shortly.") from None
+        raise _storage_fault(exc, storage.backend_name, "write") from None
 
 
 async def _delete_objects(storage: Storage, keys: list[str]) -> None:

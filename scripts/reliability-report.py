@@ -191,7 +191,11 @@ How each is driven, and what the test asserts:
   mid-request (the receiver got the headers and no body) and parked for a full 60 s lease: on a
   broker connection loss Celery terminates every running late-ack task. The deliver task is now
   acknowledged on receipt (it is a nudge; the row and its lease are the truth, and the sweep finds
-  a lost one). `/readyz` still answers 503 while the broker is down (the "broker" check is
+  a lost one). They also found a worker on the Redis broker exiting ("Unrecoverable error:
+  AttributeError: 'NoneType' object has no attribute 'hostname'") when Redis went away while it
+  held a message: Celery's cleanup closed a channel of an already closed transport; fixed in
+  `omnify.jobs.redis_transport` (tests/integration/jobs/test_jobs_redis_connection_loss.py).
+  `/readyz` still answers 503 while the broker is down (the "broker" check is
   hard), although the API accepts every write meanwhile: behind a load balancer that follows
   readiness, a broker outage takes the API out of rotation; whether the broker should count as
   soft, like Redis, is left open.

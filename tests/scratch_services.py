@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -151,3 +152,105 @@ def scratch_redis(log_dir: Path) -> Iterator[ScratchRedis]:
         yield server
     finally:
         server.stop()
+
+
+RABBITMQ_SBIN = Path("/usr/lib/rabbitmq/bin")
+
+
+class ScratchRabbitMQ:
+    """A RabbitMQ node of the test's own (its own node name, ports, data, logs and Erlang cookie,
+    no plugins) that a test may stop and start again at the same address, with its durable
+    queues and persistent messages kept, as when a broker node restarts.
+
+    The machine's shared node (5672, ``rabbit@localhost``) is never touched: Debian's
+    ``/usr/sbin/rabbitmq-server`` wrapper is bypassed (it switches to the ``rabbitmq`` user and
+    that node's files), the package's own script is run with every path in ``root``, and HOME
+    points there so the node and its CLI tools share a fresh cookie. The node registers its
+    name with the machine's ``epmd`` (a name registry, started by Erlang if none runs).
+    """
+
+    def __init__(self, root: Path) -> None:
+        server = RABBITMQ_SBIN / "rabbitmq-server"
+        if not server.exists() or shutil.which("erl") is None:
+            skip_or_fail("rabbitmq-server is not installed (Debian package rabbitmq-server)")
+        self.server = server
+        self.root = root
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.node = f"omnify-fault-{self.port}@localhost"
+        self.log = root / "rabbitmq-console.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        (root / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = {LOOPBACK}:{self.port}\n"
+            # A nearly full test disk must not raise the alarm that blocks every publisher.
+            "disk_free_limit.absolute = 10MB\n"
+            "log.console = true\nlog.console.level = warning\nlog.file = false\n", encoding="utf-8")
+        (root / "enabled_plugins").write_text("[].\n", encoding="utf-8")
+        (root / "rabbitmq-env.conf").write_text("", encoding="utf-8")
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@{LOOPBACK}:{self.port}//"
+
+    def env(self) -> dict[str, str]:
+        keep = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        return {**keep, "HOME": str(self.root), "RABBITMQ_NODENAME": self.node,
+                "RABBITMQ_NODE_IP_ADDRESS": LOOPBACK, "RABBITMQ_NODE_PORT": str(self.port),
+                "RABBITMQ_DIST_PORT": str(self.dist_port), "ERL_EPMD_ADDRESS": LOOPBACK,
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+                "RABBITMQ_CONF_ENV_FILE": str(self.root / "rabbitmq-env.conf"),
+                "RABBITMQ_CONFIG_FILE": str(self.root / "rabbitmq.conf"),
+                "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.root / "advanced.config"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
+                "RABBITMQ_PLUGINS_EXPAND_DIR": str(self.root / "plugins-expand"),
+                "RABBITMQ_MNESIA_BASE": str(self.root / "mnesia"), "RABBITMQ_LOG_BASE": str(self.root / "log"),
+                "RABBITMQ_PID_FILE": str(self.root / "rabbitmq.pid")}
+
+    def ping(self) -> bool:
+        """An AMQP login succeeds (the listener opens last in the node's boot)."""
+        from kombu import Connection
+
+        try:
+            with Connection(self.url, connect_timeout=0.5) as conn:
+                conn.ensure_connection(max_retries=0)
+            return True
+        except Exception:  # refused, reset mid-handshake, not yet accepting logins
+            return False
+
+    def start(self, timeout: float = 60.0) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([str(self.server)], stdout=log, stderr=subprocess.STDOUT,
+                                         env=self.env(), cwd=self.root, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not self.ping():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"RabbitMQ did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """SIGTERM (the node shuts down cleanly, as under systemd or Kubernetes), then wait for
+        every process of its group (the node's port helpers) to go."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # helpers the node left behind, if any
+
+
+@contextlib.contextmanager
+def scratch_rabbitmq(root: Path) -> Iterator[ScratchRabbitMQ]:
+    node = ScratchRabbitMQ(root)
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()

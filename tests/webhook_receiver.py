@@ -7,6 +7,7 @@ checks what really arrived and can verify the signature with the secret the page
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: When it arrived (``time.monotonic()``), for tests that time recoveries.
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -28,6 +31,9 @@ class HookReceiver:
     url: str = ""
     status: int = 200
     hits: list[Received] = field(default_factory=list)
+    #: POSTs whose sender went away before the whole body arrived (a real receiver cannot
+    #: verify or use them, so they are not hits).
+    aborted: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def received(self) -> list[Received]:
@@ -41,9 +47,15 @@ def hook_receiver(path: str = "/omnify-hooks") -> Iterator[HookReceiver]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            received = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            if len(body) < length:
+                with state.lock:
+                    state.aborted.append(received)
+                return  # nobody is left to answer
             with state.lock:
-                state.hits.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                state.hits.append(received)
                 status = state.status
             answer = b"ok" if status < 300 else b"receiver says no"
             self.send_response(status)

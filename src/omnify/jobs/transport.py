@@ -329,5 +329,9 @@ if hasattr(os, "register_at_fork"):
 
 
 def register() -> None:
-    """Make ``omnify-sqla+<sqlalchemy url>`` resolve to this transport."""
+    """Make ``omnify-sqla+<sqlalchemy url>`` resolve to this transport, and ``redis://`` to
+    the hardened Redis transport (:mod:`omnify.jobs.redis_transport`)."""
+    from omnify.jobs import redis_transport
+
     TRANSPORT_ALIASES.setdefault(SCHEME, "omnify.jobs.transport:Transport")
+    redis_transport.register()

@@ -28,7 +28,15 @@ def _publish_nudges(**_: object) -> None:
     dispatch.enable_celery()
 
 
-@celery_app.task(name=service.DELIVER_TASK)
+# Acknowledged on receipt, unlike the other tasks (acks_late): this message is only a nudge.
+# The delivery row is the truth, claimed with a lease before the POST, and the beat sweep
+# (redeliver_due) queues any due delivery whose nudge was lost, so a late ack protects
+# nothing here. It did cost something: on a broker connection loss Celery terminates every
+# running late-ack task (worker_cancel_long_running_tasks_on_connection_loss), which cut
+# POSTs off mid-request (the receiver got headers and no body, or the whole event with no
+# record of it) and parked those deliveries for a full lease (60 s) before a second attempt
+# (tests/integration/reliability/test_fault_broker_restart.py).
+@celery_app.task(name=service.DELIVER_TASK, acks_late=False)
 def deliver(delivery_id: str, org_id: str) -> dict[str, Any] | None:
     """One attempt; a retry due soon is queued with a countdown, later ones wait for the sweep."""
 

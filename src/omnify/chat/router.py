@@ -25,6 +25,7 @@ from omnify.chat.schemas import (
 )
 from omnify.core.deps import SessionDep, SettingsDep
 from omnify.core.errors import Forbidden
+from omnify.core.openapi import problems
 from omnify.core.pagination import Page, PageParams, fields_param, page_params, page_response
 from omnify.webhooks.schemas import DeliveryOut
 
@@ -62,7 +63,7 @@ async def slack_authorize(ctx: Manage, settings: SettingsDep) -> Any:
     return {"authorize_url": service.slack_authorize_url(settings, ctx.org_id, user_id)}
 
 
-@router.get("/chat/slack/callback", include_in_schema=True)
+@router.get("/chat/slack/callback", include_in_schema=True, responses=problems(400, 409, 502))
 async def slack_callback(session: SessionDep, settings: SettingsDep,
                          code: Annotated[str, Query(min_length=1, max_length=500)],
                          state: Annotated[str, Query(min_length=1, max_length=2000)]) -> RedirectResponse:

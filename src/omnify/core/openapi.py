@@ -151,6 +151,10 @@ def complete_error_responses(schema: dict[str, Any], routes: Iterable[APIRoute |
             wanted = {*EVERY_OPERATION, *statuses_of.get((path, method), set())}
             if "requestBody" in operation:
                 wanted.update(WITH_BODY)
+            if method in ("post", "put", "patch", "delete") and path.startswith("/api/v1/orgs/{org_id}/"):
+                # A change to an organization's objects can conflict with their state (an
+                # archived client, a duplicate name, a workflow step, a disconnected platform).
+                wanted.add(409)
             wanted.update(int(code) for code in responses if code.isdigit() and int(code) >= 400)
             for status in sorted(wanted):
                 responses[str(status)] = _problem_response(status, responses.get(str(status)))

@@ -141,7 +141,8 @@ async def schemathesis(label: str, origin: str, token: str, config: Path, out: P
            *filters]
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                                                env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
+                                                env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+                                                cwd=out)  # its .schemathesis cache stays with the reports
     stdout, _ = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT_SECONDS)
     text = stdout.decode(errors="replace")
     (out / f"{label}.txt").write_text(text, encoding="utf-8")

@@ -20,6 +20,7 @@ from omnify.core.health import router as health_router
 from omnify.core.logging import configure_logging
 from omnify.core.metrics import install_metrics, start_metrics_listener
 from omnify.core.middleware import install_middleware, install_proxy_headers
+from omnify.core.openapi import install_openapi
 from omnify.core.ratelimit import RateLimiter
 from omnify.core.tracing import install_tracing, shutdown_tracing
 from omnify.settings import Settings, get_settings
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.rate_limiter = RateLimiter(settings)
 
     install_error_handlers(app)
+    install_openapi(app)  # every operation's problem responses, documented in one place
     install_middleware(app, settings)
     install_metrics(app, settings, db)
     install_tracing(app, settings, db)

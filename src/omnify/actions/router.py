@@ -21,6 +21,7 @@ from omnify.auth.deps import OrgContext, require
 from omnify.auth.permissions import Permission
 from omnify.core.deps import SettingsDep
 from omnify.core.errors import AppError
+from omnify.core.openapi import problems
 from omnify.core.pagination import Page, PageParams, fields_param, page_params, page_response
 
 router = APIRouter(tags=["actions"])
@@ -117,7 +118,7 @@ async def reject_action(action_id: uuid.UUID, body: RejectIn, ctx: Approver) -> 
     return action_out(action)
 
 
-@router.post("/orgs/{org_id}/actions/{action_id}/undo", response_model=ActionOut)
+@router.post("/orgs/{org_id}/actions/{action_id}/undo", response_model=ActionOut, responses=problems(400))
 async def undo_action(
     action_id: uuid.UUID, request: Request, ctx: Applier, settings: SettingsDep, idempotency_key: IdemHeader = None,
 ) -> Any:

@@ -30,6 +30,7 @@ from omnify.core.context import Actor
 from omnify.core.db import bind_tenant, set_tenant, utcnow
 from omnify.core.deps import SessionDep, SettingsDep, client_ip
 from omnify.core.errors import Forbidden, NotFound, Unauthorized
+from omnify.core.openapi import raises
 from omnify.core.ratelimit import Limit, PendingLimits
 from omnify.core.security import API_KEY_PREFIX, InvalidToken, decode_access_token, sha256_hex
 from omnify.orgs import quotas
@@ -133,6 +134,7 @@ async def _principal_from_browser_session(request: Request, session: AsyncSessio
     return Principal(user=found[1])
 
 
+@raises(401, 403)  # no or a bad token or key; a browser session without its CSRF token
 async def resolve_principal(
     request: Request,
     session: SessionDep,
@@ -175,6 +177,7 @@ def _claim_principal_limit(request: Request) -> bool:
     return True
 
 
+@raises(429)
 async def get_principal(
     request: Request,
     session: SessionDep,
@@ -195,6 +198,7 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+@raises(401, 403)  # 403: an API key where a user is needed
 async def current_user(principal: PrincipalDep, session: SessionDep) -> User:
     """The calling user's row, loaded in this request's session (routes change it)."""
     if principal.kind != "user":
@@ -222,6 +226,7 @@ def require(permission: Permission, *, defer_limits: bool = False) -> Callable[.
     limits are cached briefly (see :mod:`omnify.auth.principals`).
     """
 
+    @raises(403, 404, 429)
     async def dependency(
         org_id: uuid.UUID, request: Request, session: SessionDep, settings: SettingsDep,
         principal: Annotated[Principal, Depends(resolve_principal)],
@@ -259,6 +264,7 @@ def require(permission: Permission, *, defer_limits: bool = False) -> Callable[.
     return dependency
 
 
+@raises(403)
 async def require_platform_admin(user: CurrentUser) -> User:
     if not user.is_platform_admin:
         raise Forbidden("Platform administrators only.", code="platform-admin-required")

@@ -25,11 +25,13 @@ from omnify.auth.schemas import (
 )
 from omnify.core.context import Actor
 from omnify.core.deps import SessionDep, SettingsDep, client_ip, request_meta
+from omnify.core.openapi import problems, raises
 from omnify.orgs.models import Role
 
 router = APIRouter(tags=["auth"])
 
 
+@raises(429)
 async def auth_rate_limit(request: Request) -> None:
     """Per-IP limit on the unauthenticated endpoints (credential stuffing, sign-up spam)."""
     settings = request.app.state.settings
@@ -53,17 +55,19 @@ async def register(body: RegisterIn, session: SessionDep, settings: SettingsDep,
     )
 
 
-@router.post("/auth/login", response_model=TokenOut, dependencies=[AuthLimited])
+@router.post("/auth/login", response_model=TokenOut, dependencies=[AuthLimited],
+             responses=problems(401))
 async def login(body: LoginIn, session: SessionDep, settings: SettingsDep, meta: MetaDep) -> TokenOut:
     return await service.login(session, settings, meta, email=body.email, password=body.password)
 
 
-@router.post("/auth/refresh", response_model=TokenOut, dependencies=[AuthLimited])
+@router.post("/auth/refresh", response_model=TokenOut, dependencies=[AuthLimited], responses=problems(401))
 async def refresh(body: RefreshIn, session: SessionDep, settings: SettingsDep, meta: MetaDep) -> TokenOut:
     return await service.refresh(session, settings, meta, body.refresh_token)
 
 
-@router.post("/auth/password-reset/request", status_code=status.HTTP_202_ACCEPTED, dependencies=[AuthLimited])
+@router.post("/auth/password-reset/request", status_code=status.HTTP_202_ACCEPTED, dependencies=[AuthLimited],
+             response_class=Response, responses={202: {"description": "Accepted (no body)."}})
 async def request_password_reset(body: PasswordResetRequestIn, session: SessionDep, settings: SettingsDep) -> Response:
     """Always 202, whether or not the address has an account (no enumeration)."""
     await service.request_password_reset(session, settings, body.email)

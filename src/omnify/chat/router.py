@@ -25,6 +25,7 @@ from omnify.chat.schemas import (
 )
 from omnify.core.deps import SessionDep, SettingsDep
 from omnify.core.errors import Forbidden
+from omnify.core.openapi import problems
 from omnify.core.pagination import Page, PageParams, fields_param, page_params, page_response
 from omnify.webhooks.schemas import DeliveryOut
 
@@ -52,7 +53,7 @@ async def delete_connection(connection_id: uuid.UUID, ctx: Manage) -> Response:
     return Response(status_code=204)
 
 
-@router.get(BASE + "/slack/authorize", response_model=AuthorizeOut)
+@router.get(BASE + "/slack/authorize", response_model=AuthorizeOut, responses=problems(409))
 async def slack_authorize(ctx: Manage, settings: SettingsDep) -> Any:
     """Slack's consent URL for installing the Omnify app (and linking your Slack user)."""
     user_id = ctx.principal.user_id
@@ -62,7 +63,7 @@ async def slack_authorize(ctx: Manage, settings: SettingsDep) -> Any:
     return {"authorize_url": service.slack_authorize_url(settings, ctx.org_id, user_id)}
 
 
-@router.get("/chat/slack/callback", include_in_schema=True)
+@router.get("/chat/slack/callback", include_in_schema=True, responses=problems(400, 409, 502))
 async def slack_callback(session: SessionDep, settings: SettingsDep,
                          code: Annotated[str, Query(min_length=1, max_length=500)],
                          state: Annotated[str, Query(min_length=1, max_length=2000)]) -> RedirectResponse:
@@ -71,7 +72,8 @@ async def slack_callback(session: SessionDep, settings: SettingsDep,
     return RedirectResponse(f"/orgs/{conn.org_id}/settings/alerts?connected={conn.id}", status_code=303)
 
 
-@router.get(BASE + "/connections/{connection_id}/slack-channels", response_model=list[SlackChannelOut])
+@router.get(BASE + "/connections/{connection_id}/slack-channels", response_model=list[SlackChannelOut],
+            responses=problems(409, 502))
 async def slack_channels(connection_id: uuid.UUID, ctx: Manage, settings: SettingsDep) -> Any:
     """The channel picker: channels the bot can post to."""
     return await service.slack_channels(ctx.session, settings, ctx.org_id, connection_id)

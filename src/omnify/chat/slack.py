@@ -109,6 +109,11 @@ def verify_request(settings: Settings, body: bytes, timestamp: str | None, signa
     secret = _secret(settings.slack_signing_secret)
     if not secret:
         return False
+    # slack_sdk converts the header with int() and raised on anything else (an empty,
+    # non-numeric or 400-digit X-Slack-Request-Timestamp answered 500): a timestamp that is
+    # not a plausible count of seconds is simply not a valid signature.
+    if timestamp is None or not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return False
 
     class _Clock:
         def now(self) -> float:

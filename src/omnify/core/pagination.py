@@ -22,6 +22,7 @@ from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from omnify.core.errors import BadRequest
+from omnify.core.openapi import raises
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 50
@@ -38,6 +39,7 @@ class PageParams(BaseModel):
     cursor: str | None = None
 
 
+@raises(400)  # the listing decodes the cursor: an invalid one is a 400
 def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=512, description="Opaque cursor from `next_cursor`.")] = None,
@@ -90,6 +92,7 @@ def paginate_rows(
 
 
 # ------------------------------------------------------------------------------- fields=
+@raises(400)  # an unknown field name is a 400 (select_fields)
 def fields_param(
     fields: Annotated[
         str | None,

@@ -46,6 +46,10 @@ def password_needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
 
 
+#: The longest input zxcvbn estimates (its default; it refuses longer ones).
+ZXCVBN_MAX_LENGTH = 72
+
+
 def password_problems(password: str, settings: Settings, user_inputs: list[str] | None = None) -> list[str]:
     """Explain why a password is refused; empty when acceptable."""
     problems: list[str] = []
@@ -57,7 +61,11 @@ def password_problems(password: str, settings: Settings, user_inputs: list[str] 
         return problems
     from zxcvbn import zxcvbn  # imported lazily: loading its dictionaries takes ~100 ms
 
-    result = zxcvbn(password[:100], user_inputs=[u for u in (user_inputs or []) if u])
+    # zxcvbn raises ValueError beyond its max_length (72 since 4.5; a 500 found by schemathesis):
+    # the strength of a longer password is judged on its first 72 characters, which only
+    # under-rates it.
+    result = zxcvbn(password[:ZXCVBN_MAX_LENGTH], user_inputs=[u for u in (user_inputs or []) if u],
+                    max_length=ZXCVBN_MAX_LENGTH)
     if result["score"] < 3:
         hint = result.get("feedback", {}).get("warning") or "it is too easy to guess"
         problems.append(f"is too weak: {hint.rstrip('.')}")

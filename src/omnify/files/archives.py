@@ -136,7 +136,10 @@ def check_archive(fp: BinaryIO, limits: ArchiveLimits | None = None) -> ArchiveS
             for info in infos:  # real sizes: headers can lie
                 total += _inflate(fp, info, total, limits)
             return ArchiveSummary(len(infos), sum(i.compress_size for i in infos), total)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, ValueError) as exc:
+    # zlib.error: a corrupt deflate stream in a member (our own inflater; a 500 until hypothesis
+    # found it).
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError, ValueError,
+            zlib.error) as exc:
         reason = str(exc)[:200] or type(exc).__name__
         raise InvalidArchive(f"The archive is corrupt or uses an unsupported feature: {reason}.") from None
     except RuntimeError:  # zipfile: encrypted member, password required

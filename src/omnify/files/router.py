@@ -42,10 +42,13 @@ UPLOAD_BODY: dict[str, Any] = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": ["file"],
+                    # Required here: the server needs it before the file part. (The `category` query
+                    # parameter is an alternative for clients that cannot order form parts; a form
+                    # field, when both are given, wins.)
+                    "required": ["category", "file"],
                     "properties": {
                         "category": {"type": "string", "enum": [c.value for c in FileCategory],
-                                     "description": "Before the file part (or as the `category` query parameter)."},
+                                     "description": "Must come before the `file` part."},
                         "file": {"type": "string", "format": "binary"},
                     },
                 }

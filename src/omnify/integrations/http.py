@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import re
 import time
 from abc import ABC, abstractmethod
@@ -327,7 +328,7 @@ def parse_retry_after(value: str | None, default: float) -> float:
     if not value:
         return default
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         from email.utils import parsedate_to_datetime
 
@@ -336,6 +337,9 @@ def parse_retry_after(value: str | None, default: float) -> float:
         except (TypeError, ValueError):
             return default
         return max(when.timestamp() - time.time(), 0.0)
+    # "NaN" and "inf" parse as floats: a NaN wait made every comparison false (and
+    # asyncio.sleep(nan) raises), an infinite one is meaningless; both fall back.
+    return max(seconds, 0.0) if math.isfinite(seconds) else default
 
 
 def default_error_for(response: httpx.Response, *, default_retry_after: float = 1.0) -> ConnectorError | None:

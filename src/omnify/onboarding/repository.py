@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from omnify.core.db import insert_once, utcnow
 from omnify.onboarding.models import OnboardingState
 
 
@@ -26,6 +27,14 @@ async def count_completed(session: AsyncSession, org_id: uuid.UUID) -> int:
 
 def add(session: AsyncSession, obj: object) -> None:
     session.add(obj)
+
+
+async def create_once(session: AsyncSession, org_id: uuid.UUID, client_id: uuid.UUID) -> None:
+    """The client's onboarding row, unless a concurrent request created it first."""
+    now = utcnow()
+    await insert_once(session, OnboardingState, {"id": uuid.uuid4(), "org_id": org_id, "client_id": client_id,
+                                                 "created_at": now, "updated_at": now},
+                      ["client_id"])
 
 
 async def mark_completed(session: AsyncSession, org_id: uuid.UUID, state_id: uuid.UUID, when: datetime) -> bool:

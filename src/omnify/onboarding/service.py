@@ -99,9 +99,11 @@ async def _state(
 ) -> OnboardingState | None:
     state = await repository.get(session, org_id, client_id)
     if state is None and create:
-        state = OnboardingState(id=uuid.uuid4(), org_id=org_id, client_id=client_id, platforms=None)
-        repository.add(session, state)
-        await session.flush()
+        # Two requests for the same client (choosing platforms while a file upload refreshes
+        # progress) both found no row: an INSERT of each broke the unique client_id and
+        # answered 500 (found by schemathesis). The constraint now decides; both read the winner.
+        await repository.create_once(session, org_id, client_id)
+        state = await repository.get(session, org_id, client_id)
     return state
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from omnify.auth.deps import CurrentUser, OrgContext, Principal, actor_for, require
 from omnify.auth.permissions import Permission
 from omnify.core.deps import SessionDep, SettingsDep
+from omnify.core.openapi import problems
 from omnify.core.pagination import Page, PageParams, fields_param, page_params, page_response
 from omnify.orgs import quotas, service
 from omnify.orgs.models import Invitation, Role
@@ -142,7 +143,7 @@ async def revoke_invitation(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/invitations/accept", response_model=MyOrgOut)
+@router.post("/invitations/accept", response_model=MyOrgOut, responses=problems(404, 409, 410))
 async def accept_invitation(
     body: InvitationAcceptIn, request: Request, session: SessionDep, user: CurrentUser
 ) -> Any:

@@ -16,6 +16,7 @@ from omnify.auth.permissions import Permission
 from omnify.core.db import utcnow
 from omnify.core.deps import SessionDep, SettingsDep
 from omnify.core.errors import UnprocessableEntity
+from omnify.core.openapi import problems
 from omnify.core.storage import content_disposition
 from omnify.reports import service
 from omnify.reports.models import Cadence
@@ -98,7 +99,7 @@ async def delete_schedule(client_id: uuid.UUID, schedule_id: uuid.UUID, ctx: Wri
     return Response(status_code=204)
 
 
-@router.get("/reports/unsubscribe", response_class=HTMLResponse)
+@router.get("/reports/unsubscribe", response_class=HTMLResponse, responses=problems(400))
 async def unsubscribe(session: SessionDep, settings: SettingsDep,
                       token: Annotated[str, Query(min_length=10, max_length=2000)]) -> HTMLResponse:
     """The link in report e-mails (and their List-Unsubscribe header): no login needed."""

@@ -41,7 +41,9 @@ class ScheduleOut(BaseModel):
     cadence: Cadence
     weekday: int
     day_of_month: int
-    send_time: time
+    #: A wall-clock time without offset ("08:00:00"): JSON Schema's "time" format requires an
+    #: offset, so responses were nonconformant (found by schemathesis); RFC 3339 calls it partial-time.
+    send_time: time = Field(json_schema_extra={"format": "partial-time"})
     recipients: list[str]
     unsubscribed: list[str]
     enabled: bool

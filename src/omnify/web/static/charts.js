@@ -80,7 +80,7 @@
     var series = [{}];
     data.series.forEach(function (s, i) {
       series.push({ label: s.label, stroke: EVIDENCE_COLORS[i % EVIDENCE_COLORS.length], width: 2,
-        dash: s.dash ? [6, 4] : undefined, scale: s.unit, value: unitFormat(s.unit, data.currency),
+        dash: s.dash ? [6, 4] : undefined, points: { show: !s.dash }, scale: s.unit, value: unitFormat(s.unit, data.currency),
         spanGaps: false });
     });
     var axes = [{}];

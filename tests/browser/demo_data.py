@@ -1,57 +1,45 @@
-"""Reach into the served demo from the test process: plant a recommendation the way a brain
-run stores it, and read an entity as the platform sandbox holds it.
+"""Read the served demo from the test process, through its API and the sandboxes' own
+inspection endpoint: the brain's recommendations once `omnify up`'s start-up runs are over,
+and an entity as the platform sandbox holds it.
 
-The demo's 60 synced days hold no creative fatigue the brain would call (it compares an ad's
-recent weeks with its early ones), so a test that must click Apply plants the finding itself:
-through :func:`omnify.recommendations.service.merge_findings` on the served database, for a
-real ad the demo synced from the Meta sandbox. Everything after that (the page, the action,
-the platform write, the audit entry, the undo) is the product's own path.
+Nothing is planted in the database: the recommendation a test applies is one the brain made
+from the demo's 60 synced days (the sandboxes carry a recent creative wear-out in every ad
+account), and everything after it (the page, the action, the platform write, the audit
+entry, the undo) is the product's own path.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
 import httpx
-from sqlalchemy import select
-
-import omnify.models  # noqa: F401  (every table, so the models' foreign keys resolve)
-from omnify.core.db import Database, bind_tenant
-from omnify.recommendations import service as rec_service
-from omnify.recommendations.models import Recommendation
-from omnify.settings import Settings
-from omnify.sync.models import SyncAd, SyncAdAccount
 
 from .conftest import Served
 
-T = TypeVar("T")
-
 
 @dataclass(frozen=True, slots=True)
-class PlantedPause:
+class BrainPause:
     org_id: str
     client_id: str
     recommendation_id: str
     ad_external_id: str
     ad_name: str
     title: str
+    impact_minor: int | None
+    currency: str | None
 
 
-def run_async(make: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine from a Playwright (sync API) test: that thread's event loop is marked
-    running while the browser is open, so the coroutine gets a thread and a loop of its own."""
-
-    async def main() -> T:
-        return await make()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, main()).result(timeout=60)
+def demo_client(served: Served) -> tuple[str, str, str]:
+    """(organization id, client id, client name) of a demo client, read through the demo user's API."""
+    api = f"{served.origin}/api/v1"
+    login = httpx.post(f"{api}/auth/login", json={"email": served.demo_email, "password": served.demo_password},
+                       timeout=30)
+    assert login.status_code == 200, login.text
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    [org] = httpx.get(f"{api}/orgs", headers=headers, timeout=30).json()["items"]
+    first = httpx.get(f"{api}/orgs/{org['id']}/clients", headers=headers, timeout=30).json()["items"][0]
+    return str(org["id"]), str(first["id"]), str(first["company_name"])
 
 
 def sandbox_object(base_url: str, object_id: str) -> dict[str, str]:
@@ -62,11 +50,12 @@ def sandbox_object(base_url: str, object_id: str) -> dict[str, str]:
     return body
 
 
-def wait_for_startup_brain_runs(served: Served, timeout_s: float = 180.0) -> None:
-    """Wait until the brain runs `omnify up` set off are over, read from the API.
+def wait_for_startup_brain_runs(served: Served, timeout_s: float = 180.0) -> tuple[str, dict[str, str]]:
+    """Wait until the brain runs `omnify up` set off are over, read from the API; returns the
+    demo organization's id and the demo user's API headers.
 
-    A brain run expires the open recommendations it does not find again, a planted one
-    included. `up` queues one run per synced connection (trigger ``sync``) before the worker
+    A brain run refreshes or expires the open recommendations, so a test reads them once
+    the runs are over. `up` queues one run per synced connection (trigger ``sync``) before the worker
     starts, then the beat's start-up sweep queues one per client (``schedule``) behind them;
     the worker takes them in order, so once every demo client has a finished ``schedule``
     run, nothing else runs until the next sync sweep (every 15 minutes)."""
@@ -90,48 +79,21 @@ def wait_for_startup_brain_runs(served: Served, timeout_s: float = 180.0) -> Non
         if waiting:
             assert time.monotonic() < deadline, f"no finished start-up brain run for {waiting} after {timeout_s} s"
             time.sleep(0.5)  # polling the API for a state, not a timing assertion
+    return str(org["id"]), headers
 
 
-def plant_pause_ad(served: Served) -> PlantedPause:
-    """An open ``pause_ad`` recommendation for an ad the demo synced from Meta and that is
-    active at the sandbox, stored through the recommendations service as a brain run does
-    (once the start-up runs are over, so none of them expires it)."""
-    wait_for_startup_brain_runs(served)
-    settings = Settings(env="test", data_dir=served.data_dir,
-                        database_url=f"sqlite+aiosqlite:///{(served.data_dir / 'omnify.db').resolve()}")
-
-    async def plant() -> PlantedPause:
-        db = Database(settings)
-        try:
-            async with db.sessionmaker() as session:
-                rows = (await session.execute(
-                    select(SyncAd, SyncAdAccount.external_id)
-                    .join(SyncAdAccount, SyncAdAccount.id == SyncAd.ad_account_id)
-                    .where(SyncAd.platform == "meta_ads", SyncAd.status == "active")
-                    .order_by(SyncAd.external_id))).all()
-                assert rows, "the demo synced no active Meta ad"
-                ad, account = next((a, acc) for a, acc in rows
-                                   if sandbox_object(served.sandboxes["meta_ads"], a.external_id)["status"] == "active")
-                await bind_tenant(session, ad.org_id)
-                title = f"Creative fatigue: pause the ad '{ad.name}'"
-                finding = rec_service.Finding(
-                    module="fatigue", kind="pause_ad", dedupe_key=f"USD|fatigue:browser-{uuid.uuid4().hex[:8]}",
-                    title=title, target={"level": "ad", "id": str(ad.id), "name": ad.name, "platform": "meta_ads",
-                                         "external_id": ad.external_id, "account_id": account},
-                    platform="meta_ads", confidence=0.82, impact_minor=12_345, currency="USD",
-                    action={"type": "pause_ad", "platform": "meta_ads", "account_id": account,
-                            "entity_id": ad.external_id, "name": ad.name, "ad_id": str(ad.id),
-                            "daily_spend_minor": 2_000},
-                    evidence={"ctr_drop": 0.4, "recent_daily_spend": 2_000})
-                outcome = await rec_service.merge_findings(session, ad.org_id, ad.client_id, [finding], None,
-                                                           expire_missing=False)
-                assert outcome.created == 1, outcome
-                await session.commit()
-                stored = (await session.scalars(select(Recommendation).where(
-                    Recommendation.org_id == ad.org_id, Recommendation.dedupe_key == finding.dedupe_key))).one()
-                return PlantedPause(str(ad.org_id), str(ad.client_id), str(stored.id), ad.external_id, ad.name,
-                                    title)
-        finally:
-            await db.dispose()
-
-    return run_async(plant)
+def brain_pause_ad(served: Served, platform: str = "meta_ads") -> BrainPause:
+    """The brain's strongest open ``pause_ad`` recommendation on ``platform`` for the demo,
+    read from the API once the start-up runs are over (the sandboxes plant a recent creative
+    wear-out in every ad account, so 60 synced days hold one: see sandbox_data)."""
+    org_id, headers = wait_for_startup_brain_runs(served)
+    api = f"{served.origin}/api/v1/orgs/{org_id}"
+    items = httpx.get(f"{api}/recommendations", headers=headers, timeout=30,
+                      params={"module": "fatigue", "status": "open", "limit": 100}).json()["items"]
+    pausable = [r for r in items if r["actionable"] and r["action"]["type"] == "pause_ad"
+                and r["platform"] == platform]
+    assert pausable, f"no open pause_ad recommendation on {platform} after the demo's brain runs: {items}"
+    rec = max(pausable, key=lambda r: (r["confidence"], r["id"]))
+    impact = rec["expected_impact"] or {}
+    return BrainPause(org_id, rec["client_id"], rec["id"], rec["action"]["entity_id"], rec["action"]["name"],
+                      rec["title"], impact.get("amount_minor"), impact.get("currency"))

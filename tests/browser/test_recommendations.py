@@ -1,17 +1,19 @@
 """The demo user's recommendations inbox and actions history pass the Walk checks (axe at
 both widths, no console error, no foreign request), and the apply leg of issue 15's walk:
-an open ``pause_ad`` recommendation for a demo client -> Apply (confirmed) -> the actions
-history shows it applied -> the Meta sandbox holds the ad paused -> the audit log lists the
-action -> Undo (confirmed) -> the ad is active again at the sandbox."""
+the brain's own ``pause_ad`` recommendation from the demo's synced days (a creative wear-out
+the Meta sandbox carries), with its evidence chart (daily CTR, the onset marked) -> Apply
+(confirmed) -> the actions history shows it applied -> the Meta sandbox holds the ad paused
+-> the audit log lists the action -> Undo (confirmed) -> the ad is active again at the sandbox."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from playwright.sync_api import Dialog, expect
 
 from .conftest import Served
-from .demo_data import plant_pause_ad, sandbox_object
+from .demo_data import brain_pause_ad, sandbox_object
 from .harness import Walk
 from .test_pages import sign_in
 
@@ -31,8 +33,8 @@ def test_demo_recommendations_pages(walk: Walk, served: Served) -> None:
 def test_apply_then_undo_on_the_sandbox(walk: Walk, served: Served) -> None:
     page = walk.page
     meta = served.sandboxes["meta_ads"]
-    planted = plant_pause_ad(served)
-    assert sandbox_object(meta, planted.ad_external_id)["status"] == "active"
+    rec = brain_pause_ad(served)  # made by the brain from the synced days, not planted
+    assert sandbox_object(meta, rec.ad_external_id)["status"] == "active"
     confirms: list[str] = []
 
     def confirm(dialog: Dialog) -> None:
@@ -41,21 +43,30 @@ def test_apply_then_undo_on_the_sandbox(walk: Walk, served: Served) -> None:
 
     page.on("dialog", confirm)
     sign_in(walk, served.demo_email, served.demo_password)
-    org = f"/orgs/{planted.org_id}"
+    org = f"/orgs/{rec.org_id}"
     assert page.url.split("?")[0].endswith(org)
 
-    # The inbox shows the finding with its numbers and an Apply button.
-    walk.goto(f"{org}/recommendations?client_id={planted.client_id}", "inbox with a pause recommendation")
-    card = page.locator(f"article[aria-labelledby='rec-{planted.recommendation_id}']")
-    expect(card.get_by_role("heading", name=planted.title)).to_be_visible()
-    expect(card).to_contain_text("expected impact 123.45 USD")
-    expect(card.get_by_role("region", name=f"Evidence for {planted.title}")).to_contain_text("ctr drop")
+    # The inbox shows the finding with its chart, its numbers, its impact and an Apply button.
+    walk.goto(f"{org}/recommendations?client_id={rec.client_id}", "inbox with a pause recommendation")
+    card = page.locator(f"article[aria-labelledby='rec-{rec.recommendation_id}']")
+    expect(card.get_by_role("heading", name=rec.title)).to_be_visible()
+    assert rec.impact_minor and rec.impact_minor > 0
+    expect(card).to_contain_text(f"expected impact {rec.impact_minor / 100:.2f} {rec.currency}")
+    expect(card.get_by_role("region", name=f"Evidence for {rec.title}")).to_contain_text("ctr drop")
+    chart = card.locator("[data-chart='evidence']")
+    expect(chart.locator("canvas")).to_have_count(1)  # drawn by charts.js (uPlot)
+    expect(chart).to_have_attribute("data-ready", "1")
+    expect(card.locator("figcaption")).to_have_text("Daily click-through rate of the ad")
+    expect(card.locator("figure p")).to_contain_text("The decline starts on")
+    drawn = json.loads(card.locator("figure script[type='application/json']").text_content() or "{}")
+    assert [s["label"] for s in drawn["series"]][:1] == ["CTR"] and drawn["marks"][0]["label"] == "decline starts"
+    assert drawn["x"][0] < drawn["marks"][0]["x"] < drawn["x"][-1]  # the chart spans the change
 
     # Apply, confirmed: the actions history shows the change with its outcome.
     card.get_by_role("button", name="Apply").click()
     walk.wait_for_notice(re.compile(rf"{org}/actions(\?|$)"), "Applied on the ad platform.")
     assert confirms == ["Apply this change on the ad platform?"]
-    row = page.locator("tr[data-action-id]").filter(has_text=planted.ad_name)
+    row = page.locator("tr[data-action-id]").filter(has_text=rec.ad_name)
     expect(row).to_have_count(1)
     expect(row.locator(".badge")).to_have_text("applied")
     expect(row).to_contain_text("meta_ads")
@@ -64,7 +75,7 @@ def test_apply_then_undo_on_the_sandbox(walk: Walk, served: Served) -> None:
     walk.check("actions history, applied")
 
     # At the platform: the Meta sandbox holds the ad paused.
-    assert sandbox_object(meta, planted.ad_external_id)["status"] == "paused"
+    assert sandbox_object(meta, rec.ad_external_id)["status"] == "paused"
 
     # The audit log lists the action (target: this action).
     walk.goto(f"{org}/audit?action_prefix=action.", "audit log, actions")
@@ -72,8 +83,8 @@ def test_apply_then_undo_on_the_sandbox(walk: Walk, served: Served) -> None:
     expect(entry.filter(has_text=action_id)).to_have_count(1)
 
     # The recommendation left the open inbox.
-    walk.goto(f"{org}/recommendations?client_id={planted.client_id}", "inbox after apply")
-    expect(page.locator(f"article[aria-labelledby='rec-{planted.recommendation_id}']")).to_have_count(0)
+    walk.goto(f"{org}/recommendations?client_id={rec.client_id}", "inbox after apply")
+    expect(page.locator(f"article[aria-labelledby='rec-{rec.recommendation_id}']")).to_have_count(0)
 
     # Undo, confirmed: the history says undone and the ad is active again at the sandbox.
     walk.goto(f"{org}/actions", "actions history before undo")
@@ -84,7 +95,7 @@ def test_apply_then_undo_on_the_sandbox(walk: Walk, served: Served) -> None:
     expect(row.locator(".badge")).to_have_text("undone")
     expect(row.get_by_role("button", name="Undo")).to_have_count(0)
     walk.check("actions history, undone")
-    assert sandbox_object(meta, planted.ad_external_id)["status"] == "active"
+    assert sandbox_object(meta, rec.ad_external_id)["status"] == "active"
     walk.goto(f"{org}/audit?action_prefix=action.", "audit log after undo")
     expect(page.locator("tbody tr").filter(has_text="action.undone").filter(has_text=action_id)).to_have_count(1)
     walk.assert_clean()

@@ -19,7 +19,7 @@ from playwright.sync_api import BrowserContext, expect
 from tests.factories import link_url
 
 from .conftest import Served
-from .demo_data import plant_pause_ad
+from .demo_data import brain_pause_ad
 from .harness import DESKTOP, Walk
 from .test_pages import sign_in
 
@@ -51,7 +51,7 @@ def invitee_context(walk: Walk) -> Iterator[BrowserContext]:
 
 
 def test_invited_viewer_joins_and_cannot_write(walk: Walk, served: Served, invitee_context: BrowserContext) -> None:
-    planted = plant_pause_ad(served)  # an applicable recommendation the viewer must not be offered
+    planted = brain_pause_ad(served)  # an applicable recommendation the viewer must not be offered
     org = f"/orgs/{planted.org_id}"
     invitee = f"viewer-{uuid.uuid4().hex[:8]}@example.com"
 

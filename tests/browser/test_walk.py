@@ -1,15 +1,18 @@
 """The main walk of issue 15, in a real Chromium against `omnify up`: sign up -> create a
 client -> onboarding (company, a logo and a refused file, brand) -> connect the Meta and
 Shopify sandboxes through their OAuth consent -> watch the backfill finish -> synced
-numbers and charts on the dashboard. Every page: axe at both widths, no console error,
-no request to another origin than ours and the platform sandboxes' consent pages.
+numbers and charts on the dashboard -> another organization's client (the demo's), by its
+URL and under the walker's own organization: the 404 page. Every page: axe at both widths,
+no console error, no request to another origin than ours and the platform sandboxes'
+consent pages.
 
 Also measured (printed and written to .artifacts/perf.json, not asserted as a time): the
 demo client's dashboard time to interactive with the Performance API; asserted as a size:
 every page's scripts under 300 KB.
 
-Follow-up (web2's recommendations inbox): apply a recommendation -> actions history, audit
-log, ad paused in the sandbox -> undo, once those pages are on main.
+The walk's next leg, apply the brain's recommendation -> actions history, audit log, the ad
+paused in the sandbox -> undo, is test_recommendations (on the demo, whose synced days carry
+a creative wear-out the brain calls).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from .conftest import Served
+from .demo_data import demo_client
 from .harness import ROOT, Walk
 from .test_pages import sign_in
 
@@ -163,6 +167,18 @@ def test_sign_up_to_synced_dashboard(walk: Walk, served: Served) -> None:
     script_bytes(walk, sizes)
     walk.check("dashboard with synced numbers")
     walk.assert_clean()
+
+    # Another organization's client: the 404 page, through its organization's URL and through
+    # ours carrying its id, never a 403 (that would confirm it exists) and nothing of it shown.
+    other_org, other_client, other_name = demo_client(served)
+    for path, name in ((f"/orgs/{other_org}/clients/{other_client}/dashboard", "other organization's url: 404"),
+                       (f"{org.group(0)}/clients/{other_client}/dashboard", "other organization's client id: 404")):
+        walk.expect_status(404)  # Chromium logs the 404 page load
+        response = page.goto(served.origin + path)
+        assert response is not None and response.status == 404, (path, response and response.status)
+        expect(page.locator("main h1")).to_have_text("Page not found")
+        assert other_name not in page.content()
+        walk.check(name)
 
     # The demo client's dashboard, measured (reported, not asserted as a time).
     demo = walk.page.context.browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[union-attr]

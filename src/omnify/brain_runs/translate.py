@@ -13,13 +13,16 @@ Pure (no I/O), so the mapping rules are unit-tested on their own:
   applying never has to re-read the synced tables.
 * Stored dedupe keys are ``<currency>|<brain key>``: the same finding in two currencies
   is two findings.
+* A finding about a change in a metric carries the daily series around that change as
+  ``evidence["chart"]`` (:func:`evidence_chart`): the days the brain read, stored with the
+  finding, so the inbox draws what the decision was made on without querying again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from omnify.brain.calendar import CalendarEvent, client_calendar
@@ -200,6 +203,111 @@ def _title(rec: BrainRecommendation, data: ClientData) -> str:
     return title[:300]
 
 
+#: Days of a fatigued ad's CTR shown before its onset (the level it held) in the evidence chart.
+CHART_DAYS_BEFORE = 42
+#: Days around an anomaly when the brain's own context window is not in its evidence.
+CHART_ANOMALY_DAYS = 28
+
+
+def _iso(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def _daily(data: ClientData, currency: str, keep: set[str]) -> dict[date, list[float]]:
+    """Per day: [spend, impressions, clicks, conversions] summed over the ads in ``keep``."""
+    out: dict[date, list[float]] = {}
+    for d in data.days:
+        if d.ad_key in keep and d.currency.upper() == currency:
+            row = out.setdefault(d.day, [0.0, 0.0, 0.0, 0.0])
+            row[0] += d.spend_minor
+            row[1] += d.impressions
+            row[2] += d.clicks
+            row[3] += d.conversions
+    return out
+
+
+def _fatigue_chart(rec: BrainRecommendation, data: ClientData, currency: str) -> dict[str, Any] | None:
+    """Daily CTR of the ad from some weeks before the onset to the last day read, with the
+    level it held before (the brain's baseline), the onset and its 95 % interval."""
+    ad = str(rec.target.get("id", ""))
+    days = _daily(data, currency, {ad})
+    if not days:
+        return None
+    ev = rec.evidence
+    interval = [_iso(v) for v in (ev.get("onset_interval") or [])][:2]
+    onset = _iso(ev.get("onset_date")) or (interval[0] if interval else None)
+    last = max(days)
+    first = max(min(days), (onset or last) - timedelta(days=CHART_DAYS_BEFORE))
+    x = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    ctr = [round(days[d][2] / days[d][1], 6) if d in days and days[d][1] > 0 else None for d in x]
+    series: list[dict[str, Any]] = [{"label": "CTR", "unit": "percent", "values": ctr}]
+    baseline = ev.get("baseline_ctr")
+    if isinstance(baseline, int | float) and baseline > 0:
+        series.append({"label": "Level before the decline", "unit": "percent", "dash": True,
+                       "values": [round(float(baseline), 6)] * len(x)})
+    marks = [{"date": onset.isoformat(), "label": "decline starts"}] if onset else []
+    detected = _iso(ev.get("detected_date"))
+    if detected and first <= detected <= last:
+        marks.append({"date": detected.isoformat(), "label": "flagged"})
+    band = [v.isoformat() for v in interval if v is not None] if len(interval) == 2 and all(interval) else None
+    return {"metric": "ctr", "title": "Daily click-through rate of the ad", "x": [d.isoformat() for d in x],
+            "series": series, "marks": marks, "band": band}
+
+
+def _anomaly_chart(rec: BrainRecommendation, data: ClientData, currency: str) -> dict[str, Any] | None:
+    """Daily spend and conversions of the campaign or account around the incident, with
+    what the brain expected of the metric that moved and the anomalous days shaded."""
+    level, key = rec.target.get("level"), str(rec.target.get("id", ""))
+    if level == "campaign":
+        keep = {k for k, a in data.ads.items() if a.campaign_key == key}
+    elif level == "account":
+        keep = {k for k, a in data.ads.items() if a.account_external_id == key}
+    else:
+        return None
+    days = _daily(data, currency, keep)
+    start = _iso(rec.dedupe_key.rsplit(":", 1)[-1])  # anomaly:<level>:<entity>:<first day>
+    if not days or start is None:
+        return None
+    length = rec.evidence.get("days")
+    end = start + timedelta(days=int(length) - 1) if isinstance(length, int) and length > 0 else start
+    raw = rec.evidence.get("series")
+    context: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    ctx_days = [d for d in (_iso(v) for v in context.get("dates") or []) if d]
+    first = min(ctx_days) if ctx_days else max(min(days), start - timedelta(days=CHART_ANOMALY_DAYS))
+    last = max(ctx_days) if ctx_days else min(max(days), end + timedelta(days=7))
+    x = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    series: list[dict[str, Any]] = [
+        {"label": "Spend", "unit": "money", "values": [days[d][0] if d in days else 0 for d in x]},
+        {"label": "Conversions", "unit": "count", "values": [round(days[d][3], 2) if d in days else 0 for d in x]},
+    ]
+    metric = str(context.get("metric") or "")
+    expected = context.get("expected") or []
+    if metric in ("spend", "conversions") and ctx_days and len(expected) == len(ctx_days):
+        by_day = dict(zip(ctx_days, expected, strict=True))
+        series.append({"label": f"Expected {metric}", "unit": "money" if metric == "spend" else "count",
+                       "dash": True, "values": [by_day.get(d) for d in x]})
+    return {"metric": metric or "spend", "title": f"Daily spend and conversions of the {level}",
+            "x": [d.isoformat() for d in x], "series": series, "marks": [],
+            "band": [start.isoformat(), end.isoformat()]}
+
+
+def evidence_chart(rec: BrainRecommendation, data: ClientData, currency: str) -> dict[str, Any] | None:
+    """The daily series of the metric around the change a finding is about, or None.
+
+    Fatigue (and its forecast): the ad's daily CTR; an anomaly: its entity's daily spend and
+    conversions. Other modules (budgets, LTV, ideas) are about no single change in a metric.
+    Money stays in minor units of ``currency``, as in the rest of the evidence.
+    """
+    if rec.module == "fatigue" and rec.target.get("level") == "ad":
+        return _fatigue_chart(rec, data, currency)
+    if rec.module == "anomaly":
+        return _anomaly_chart(rec, data, currency)
+    return None
+
+
 def findings_from(result: BrainResult, data: ClientData, currency: str) -> list[Finding]:
     out: list[Finding] = []
     for rec in result.recommendations:
@@ -213,11 +321,15 @@ def findings_from(result: BrainResult, data: ClientData, currency: str) -> list[
         target, platform = _target(rec, data)
         if action is not None and platform is None:
             platform = str(action.get("platform")) if action.get("platform") else None
+        evidence = rec.evidence
+        chart = evidence_chart(rec, data, currency)
+        if chart is not None:
+            evidence = {**evidence, "chart": chart}
         out.append(Finding(
             module=rec.module, kind=rec.kind, dedupe_key=f"{currency}|{rec.dedupe_key}"[:255],
             title=_title(rec, data), target=target, platform=platform,
             confidence=float(min(max(rec.confidence, 0.0), 1.0)), impact_minor=_impact(rec.expected_impact),
-            currency=currency, action=action, evidence=rec.evidence,
+            currency=currency, action=action, evidence=evidence,
         ))
     return out
 
@@ -232,4 +344,4 @@ def merge_timings(timings: dict[str, Any], currency: str, brain: dict[str, float
 
 
 __all__: Sequence[str] = ["AdDay", "AdInfo", "CampaignInfo", "ClientData", "OrderRow", "build_frames",
-                          "config_for", "findings_from", "summarize_inputs"]
+                          "config_for", "evidence_chart", "findings_from", "summarize_inputs"]

@@ -6,6 +6,9 @@ for, with their ground truth recorded here:
 
 * weekly + yearly seasonality (weekend lift, Q4 peak, a Black-Friday bump);
 * creative fatigue: CTR decays exponentially after an onset day (``Creative.fatigue_onset``);
+  one strong, recent decline per account (:func:`_plant_recent_fatigue`) starts
+  ``RECENT_FATIGUE_DAYS_AGO`` days before the world's last day, so a short history (the
+  60 days `omnify up` syncs) already shows a wear-out the brain acts on;
 * injected anomalies: spend spikes and conversion drops (``Account.anomalies``);
 * a saturating (Hill) spend -> revenue response per campaign (``Campaign.hill``), so
   budget changes have diminishing returns the allocator can discover.
@@ -499,6 +502,8 @@ def generate_account(spec: AccountSpec, *, platform: str, seed: int, end: date, 
     conversions = rng.poisson(expected_conv).astype(np.float64)
     revenue = np.rint(conversions * aov[camp_idx][:, None] * rng.lognormal(0, 0.12, size=(A, D)))
 
+    _plant_recent_fatigue(_rng(seed, platform, spec.number, "recent-fatigue"), ads, start, clicks, conversions,
+                          revenue)
     cube = MetricsCube(
         start=start, days=D,
         spend_minor=np.rint(spend).astype(np.int64),
@@ -515,6 +520,61 @@ def generate_account(spec: AccountSpec, *, platform: str, seed: int, end: date, 
     account._ad_campaign_idx = camp_idx
     account._campaign_order = camp_ids
     return account
+
+
+#: The planted recent wear-out starts this many days before the world's last day: inside the
+#: 60 days `omnify up` syncs, after the 5 learning + 14 baseline days the fatigue detector
+#: needs before an onset, and older than its 12-day confirmation (a decline of 35 days).
+RECENT_FATIGUE_DAYS_AGO = 35
+#: Days of history an ad needs before the planted onset: it is live over the whole window.
+_RECENT_FATIGUE_PRE_DAYS = 25
+
+
+def _plant_recent_fatigue(
+    rng: np.random.Generator, ads: dict[str, Ad], start: date, clicks: IntArray, conversions: FloatArray,
+    revenue: FloatArray,
+) -> None:
+    """Wear out one steady creative per account from ``RECENT_FATIGUE_DAYS_AGO`` days before the end.
+
+    Why: the yearly fatigue above starts within the first months of an ad's life, so the
+    last weeks of a world hold only creatives that wore out long ago (flat at their floor)
+    and a short synced history shows no decline at all. This ad held its CTR until the
+    onset, then loses 3.5-5 % of it a day down to the same 30 % floor: a clear, strong
+    wear-out that any history of 60 days or more contains whole.
+
+    Chosen from the data, not by position: among ads live for the whole window and not
+    fatigued already, the one with the most clicks in the weeks before the onset (the
+    detector needs a well-measured level). It runs on its own random stream and touches
+    only that ad's clicks (re-drawn at the decayed CTR) and, in proportion, its
+    conversions (binomial thinning: a conversion needs a click) and revenue, so every other
+    number of the world is the same with or without it. The ground truth goes where the
+    other fatigue's does: ``Creative.fatigue_onset`` and ``fatigue_rate``.
+    """
+    days = clicks.shape[1]
+    onset = days - 1 - RECENT_FATIGUE_DAYS_AGO  # index of the day RECENT_FATIGUE_DAYS_AGO before the last
+    if onset < _RECENT_FATIGUE_PRE_DAYS or not ads:
+        return
+    window_start = onset - _RECENT_FATIGUE_PRE_DAYS
+    pre_clicks = clicks[:, window_start:onset].sum(axis=1)
+    eligible = [a for a in ads.values() if a.creative.fatigue_onset is None
+                and (a.created - start).days <= window_start and pre_clicks[a.index] > 0]
+    if not eligible:
+        return
+    ad = max(eligible, key=lambda a: (int(pre_clicks[a.index]), a.id))
+    i = ad.index
+    rate = float(rng.uniform(0.035, 0.05))
+    ad.creative.fatigue_onset = start + timedelta(days=onset)
+    ad.creative.fatigue_rate = rate
+    decay = np.maximum(np.exp(-rate * np.maximum(np.arange(days) - onset, 0)), 0.3)
+    keep = np.where(np.arange(days) >= onset, decay, 1.0)
+    old = clicks[i].copy()
+    new = rng.binomial(old, keep)  # thinning the clicks drawn at the old CTR: binomial at the decayed one
+    clicks[i] = new
+    share = np.divide(new, old, out=np.ones(days), where=old > 0)
+    conv = rng.binomial(conversions[i].astype(np.int64), np.clip(share, 0.0, 1.0)).astype(np.float64)
+    value = np.divide(revenue[i], conversions[i], out=np.zeros(days), where=conversions[i] > 0)
+    conversions[i] = conv
+    revenue[i] = np.rint(conv * value)  # delivery (impressions, spend) is unchanged: people see it, and skip it
 
 
 # ------------------------------------------------------------------------------ world (mutable state)

@@ -9,7 +9,16 @@ import pytest
 from omnify.brain.run import BrainResult
 from omnify.brain.run import Recommendation as BrainRec
 from omnify.brain_runs.service import think
-from omnify.brain_runs.translate import AdDay, AdInfo, CampaignInfo, ClientData, build_frames, findings_from
+from omnify.brain_runs.translate import (
+    CHART_DAYS_BEFORE,
+    AdDay,
+    AdInfo,
+    CampaignInfo,
+    ClientData,
+    build_frames,
+    evidence_chart,
+    findings_from,
+)
 from omnify.integrations.sandbox_data import World, WorldConfig
 
 
@@ -103,8 +112,62 @@ def test_think_on_sandbox_data_finds_planted_fatigue_in_each_currency(end: date)
     fatigue = [f for f in findings if f.module == "fatigue"]
     assert {f.currency for f in fatigue} == {"EUR", "USD"}
     truth = {a.id for acc in world.accounts.values() for a in acc.ads.values() if a.creative.fatigue_onset}
-    assert all(f.action and f.action["entity_id"] in truth for f in fatigue)  # no false alarms here
+    # No false alarms here: every fatigue finding (a pause, or a forecast: advice without an
+    # action) is about a creative the sandbox made fatigue.
+    assert all((f.action["entity_id"] if f.action else f.target["external_id"]) in truth for f in fatigue)
+    assert [f for f in fatigue if f.kind == "pause_ad" and f.action]
     ideas = [f for f in findings if f.module == "ideas"]
     assert ideas and {f.currency for f in ideas} == {data.currencies()[0]}  # drafted once
     assert not [f.title for f in findings for key in data.ads if key in f.title]  # ads are named, not numbered
     assert any(data.ads[k].name in f.title for f in ideas for k in data.ads if data.ads[k].name)
+
+
+def _ad_days(data: ClientData, ad: str, start: date, clicks: list[int], currency: str = "USD") -> None:
+    for i, c in enumerate(clicks):
+        data.days.append(AdDay(ad, start + timedelta(days=i), currency, 2_000 + i, 1_000, c, c / 10, 5_000))
+
+
+def test_fatigue_evidence_carries_the_ads_daily_ctr_around_the_onset() -> None:
+    data = _data()
+    data.days = []
+    start = date(2026, 1, 1)
+    _ad_days(data, "au", start, [20] * 60 + [12] * 30)  # 2 % CTR, then 1.2 % from day 60
+    _ad_days(data, "au", start, [0] * 5, currency="EUR")  # another currency's rows stay out
+    onset = start + timedelta(days=60)
+    rec = BrainRec("fatigue", "pause_ad", f"fatigue:au:{onset}", "CTR of ad au fell", {"level": "ad", "id": "au"},
+                   0.9, 100.0, {"type": "pause_ad", "ad_id": "au"},
+                   {"onset_date": str(onset), "detected_date": str(onset + timedelta(days=14)), "baseline_ctr": 0.02,
+                    "onset_interval": [str(onset - timedelta(days=2)), str(onset + timedelta(days=1))]})
+    [pause] = findings_from(BrainResult("c", None, [], [], None, None, [], [rec], {}, []), data, "USD")
+    chart = pause.evidence["chart"]
+    assert chart["metric"] == "ctr" and pause.evidence["onset_date"] == str(onset)  # the brain's numbers kept
+    assert chart["x"][0] == str(onset - timedelta(days=CHART_DAYS_BEFORE)) and chart["x"][-1] == "2026-03-31"
+    ctr, baseline = chart["series"]
+    assert ctr["values"][0] == 0.02 and ctr["values"][-1] == 0.012 and len(ctr["values"]) == len(chart["x"])
+    assert baseline["values"] == [0.02] * len(chart["x"]) and baseline["dash"]
+    assert chart["marks"] == [{"date": str(onset), "label": "decline starts"},
+                              {"date": "2026-03-16", "label": "flagged"}]
+    assert chart["band"] == ["2026-02-28", "2026-03-03"]
+    no_rows = BrainRec("fatigue", "pause_ad", "fatigue:ae:x", "t", {"level": "ad", "id": "ae"}, 0.9, 1.0, None, {})
+    assert evidence_chart(no_rows, data, "USD") is None  # nothing read for it in this currency: no chart
+
+
+def test_anomaly_evidence_carries_spend_and_conversions_around_the_incident() -> None:
+    data = _data()
+    data.days = []
+    start = date(2026, 1, 1)
+    _ad_days(data, "au", start, [10] * 40)
+    day = start + timedelta(days=30)
+    context = [str(start + timedelta(days=i)) for i in range(10, 38)]
+    rec = BrainRec("anomaly", "investigate", f"anomaly:campaign:cu:{day}", "SPEND spike", {"level": "campaign",
+                   "id": "cu"}, 0.9, 50.0, None,
+                   {"days": 2, "series": {"metric": "spend", "dates": context, "observed": [1.0] * len(context),
+                                          "expected": [1_500.0] * len(context)}})
+    [finding] = findings_from(BrainResult("c", None, [], [], None, None, [], [rec], {}, []), data, "USD")
+    chart = finding.evidence["chart"]
+    assert chart["x"] == context and chart["band"] == [str(day), str(day + timedelta(days=1))]
+    spend, conversions, expected = chart["series"]
+    assert spend["unit"] == "money" and spend["values"][0] == 2_010  # minor units, summed over the campaign's ads
+    assert conversions["values"][0] == 1.0 and expected["values"] == [1_500.0] * len(context)
+    other = BrainRec("ltv", "win_back", "ltv:x", "Lapsing", {"level": "segment", "id": "at_risk"}, 0.6, 1.0, None, {})
+    assert evidence_chart(other, data, "USD") is None  # about no change in a metric

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 import time_machine
 
+from omnify.integrations import sandbox_data
+from omnify.integrations.google.sandbox import GoogleSandboxConfig
+from omnify.integrations.linkedin.sandbox import LinkedInSandboxConfig
+from omnify.integrations.meta.sandbox import MetaSandboxConfig
 from omnify.integrations.sandbox_data import (
+    RECENT_FATIGUE_DAYS_AGO,
     AccountSpec,
     EntityNotFound,
     World,
@@ -183,3 +188,57 @@ def test_writes_change_entities_and_metrics() -> None:
         w.set_status("nope", "paused")
     w.reset()
     assert w.account("1000003").campaigns[camp_id].daily_budget_minor == old
+
+
+@pytest.mark.parametrize("platform", ["meta_ads", "google_ads", "tiktok_ads", "linkedin_ads"])
+def test_every_account_carries_a_recent_wear_out_the_brain_calls_in_60_days(platform: str) -> None:
+    """`omnify up` syncs 60 days: each account has one creative whose CTR starts falling
+    ``RECENT_FATIGUE_DAYS_AGO`` days before the end, and the brain's detector (as it is)
+    flags exactly that ad as fatigued from those 60 days, with an onset near the truth."""
+    from omnify.brain.fatigue import detect_fatigue
+    from omnify.brain.types import DailyAdMetrics
+
+    accounts = {"meta_ads": MetaSandboxConfig().accounts, "google_ads": GoogleSandboxConfig().accounts,
+                "linkedin_ads": LinkedInSandboxConfig().accounts, "tiktok_ads": default_specs()}[platform]
+    world = World(WorldConfig(platform=platform, end=END, accounts=list(accounts)))  # as each sandbox has them
+    since = END - timedelta(days=59)
+    for acc in world.accounts.values():
+        planted = [a for a in acc.ads.values() if a.creative.fatigue_onset == END - timedelta(RECENT_FATIGUE_DAYS_AGO)]
+        assert len(planted) == 1, acc.id
+        ad = planted[0]
+        i, o = ad.index, acc.metrics.day_index(ad.creative.fatigue_onset)
+        m = acc.metrics
+        before = m.clicks[i, o - 14 : o].sum() / m.impressions[i, o - 14 : o].sum()
+        after = m.clicks[i, -7:].sum() / m.impressions[i, -7:].sum()
+        assert after < 0.5 * before, (acc.id, before, after)
+        rows = acc.metric_rows(since, END)
+        frame = DailyAdMetrics.build(
+            ad_id=rows.entity_ids, date=rows.days, impressions=rows.impressions, clicks=rows.clicks,
+            conversions=rows.conversions, spend=rows.spend_minor,
+            campaign_id=[acc.ads[a].campaign_id for a in rows.entity_ids], platform=[platform] * len(rows))
+        verdicts = {r.ad_id: r for r in detect_fatigue(frame)}
+        found = verdicts[ad.id]
+        assert found.fatigued and found.onset_date, (acc.id, found.state, found.reason)
+        assert abs((date.fromisoformat(found.onset_date) - ad.creative.fatigue_onset).days) <= 7
+        truth = {a.id for a in acc.ads.values() if a.creative.fatigue_onset}
+        assert {r.ad_id for r in verdicts.values() if r.fatigued} <= truth, acc.id  # no false alarm either
+
+
+def test_the_recent_wear_out_leaves_every_other_number_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The planted decline has its own random stream: without it, every other ad's numbers
+    (and the planted ad's delivery) are exactly the same; only its clicks and what follows
+    from them (conversions, revenue) fall after the onset."""
+    planted = World(WorldConfig(platform="test", end=END)).account("1000003")
+    monkeypatch.setattr(sandbox_data, "_plant_recent_fatigue", lambda *args, **kwargs: None)
+    plain = World(WorldConfig(platform="test", end=END)).account("1000003")
+    [ad] = [a for a in planted.ads.values() if a.creative.fatigue_onset == END - timedelta(RECENT_FATIGUE_DAYS_AGO)]
+    assert plain.ads[ad.id].creative.fatigue_onset is None
+    others = [a.index for a in planted.ads.values() if a.id != ad.id]
+    onset = planted.metrics.day_index(END - timedelta(RECENT_FATIGUE_DAYS_AGO))
+    for name in ("spend_minor", "impressions", "reach", "clicks", "conversions", "revenue_minor"):
+        a, b = getattr(planted.metrics, name), getattr(plain.metrics, name)
+        assert np.array_equal(a[others], b[others]), name
+        assert np.array_equal(a[ad.index, :onset], b[ad.index, :onset]), name
+    assert np.array_equal(planted.metrics.impressions[ad.index], plain.metrics.impressions[ad.index])
+    assert planted.metrics.clicks[ad.index, -7:].sum() < 0.5 * plain.metrics.clicks[ad.index, -7:].sum()
+    assert planted.metrics.conversions[ad.index, onset:].sum() <= plain.metrics.conversions[ad.index, onset:].sum()

@@ -106,7 +106,7 @@ def serve(
     """Serve the API (production role `api`); run `omnify migrate up` first."""
     import uvicorn
 
-    from omnify.core.middleware import uvicorn_proxy_options
+    from omnify.core.middleware import uvicorn_options
     from omnify.settings import InsecureSettingError
 
     try:
@@ -117,7 +117,7 @@ def serve(
     _warn_pending_migrations(get_settings())
     uvicorn.run("omnify.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_config=None, access_log=False,
-                **uvicorn_proxy_options(get_settings()))
+                **uvicorn_options(get_settings()))
 
 
 @app.command()
@@ -144,7 +144,7 @@ def up(
     from omnify.app import create_app
     from omnify.core import migrate
     from omnify.core.db import Database
-    from omnify.core.middleware import uvicorn_proxy_options
+    from omnify.core.middleware import uvicorn_options
     from omnify.demo import ensure_demo
     from omnify.jobs.celery_app import configure_celery
 
@@ -220,7 +220,7 @@ def up(
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(api, host=host, port=port, log_config=None, access_log=False,
-                    **uvicorn_proxy_options(settings))
+                    **uvicorn_options(settings))
     finally:
         if supervisor is not None:
             supervisor.stop()

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     # IPs/CIDRs). X-Forwarded-For/-Proto are believed only from these, by uvicorn and the
     # app alike; empty = no proxy, the socket peer is the client.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long the server keeps an idle keep-alive connection open. Longer than the proxy's own
+    # upstream idle timeout (ingress-nginx and AWS ALB: 60 s), so the proxy, not the app, closes
+    # idle connections: otherwise it may send a request on a connection the app is closing and
+    # answer 502. uvicorn's default, 5 s, also reset clients whose next request met the close.
+    http_keep_alive_seconds: int = Field(75, ge=1, le=3600)
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)  # dev-only SSRF allow-list
 
     # Rate limits (the `limits` library's notation)

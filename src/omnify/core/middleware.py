@@ -522,8 +522,10 @@ def install_proxy_headers(app: FastAPI, settings: Settings) -> None:
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))
 
 
-def uvicorn_proxy_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's keyword arguments for the same trust: without them uvicorn believes
-    ``X-Forwarded-For`` from 127.0.0.1, so any local process could pick its address."""
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's keyword arguments: the same proxy trust as the app (without them uvicorn
+    believes ``X-Forwarded-For`` from 127.0.0.1, so any local process could pick its address)
+    and the keep-alive timeout (``OMNIFY_HTTP_KEEP_ALIVE_SECONDS``, see the setting)."""
     proxies = list(settings.trusted_proxies)
-    return {"proxy_headers": bool(proxies), "forwarded_allow_ips": ",".join(proxies) or None}
+    return {"proxy_headers": bool(proxies), "forwarded_allow_ips": ",".join(proxies) or None,
+            "timeout_keep_alive": settings.http_keep_alive_seconds}

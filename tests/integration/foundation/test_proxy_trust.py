@@ -18,7 +18,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from omnify.core.middleware import uvicorn_proxy_options
+from omnify.core.middleware import uvicorn_options
 from omnify.settings import Settings
 from tests.conftest import is_postgres, make_settings
 from tests.factories import unique_email
@@ -82,9 +82,38 @@ def test_trusted_proxies_setting_is_validated() -> None:
 
 
 def test_uvicorn_gets_exactly_the_configured_proxies() -> None:
-    assert uvicorn_proxy_options(Settings(trusted_proxies=[])) == {"proxy_headers": False, "forwarded_allow_ips": None}
-    assert uvicorn_proxy_options(Settings(trusted_proxies="10.0.0.0/8,192.0.2.1")) == {
-        "proxy_headers": True, "forwarded_allow_ips": "10.0.0.0/8,192.0.2.1"}
+    assert uvicorn_options(Settings(trusted_proxies=[])) == {
+        "proxy_headers": False, "forwarded_allow_ips": None, "timeout_keep_alive": 75}
+    assert uvicorn_options(Settings(trusted_proxies="10.0.0.0/8,192.0.2.1", http_keep_alive_seconds=120)) == {
+        "proxy_headers": True, "forwarded_allow_ips": "10.0.0.0/8,192.0.2.1", "timeout_keep_alive": 120}
+
+
+def _get_on(sock: socket.socket, path: str) -> bytes:
+    """One HTTP/1.1 GET on an open connection; the status line of the answer (b"" if closed)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: omnify\r\n\r\n".encode())
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b""
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head.split(b"\r\n")[0]
+
+
+def _idle_connection_survives(port: int, idle_seconds: float) -> list[bytes]:
+    """Two requests on one connection, ``idle_seconds`` apart."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        first = _get_on(sock, "/healthz")
+        time.sleep(idle_seconds)
+        try:
+            second = _get_on(sock, "/healthz")
+        except OSError as exc:
+            second = f"error: {exc}".encode()
+    return [first, second]
 
 
 def _free_port() -> int:
@@ -119,7 +148,11 @@ def test_omnify_serve_does_not_trust_local_forwarded_for(tmp_path: Path) -> None
         with httpx.Client(base_url=base, timeout=30) as c:
             codes = [c.post(LOGIN, json={"email": unique_email(), "password": "not-their-password"},
                             headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(7)]
+        # Idle past uvicorn's default keep-alive (5 s), the connection is still served: the
+        # ingress (60 s upstream idle timeout), not the app, closes idle connections.
+        kept_alive = _idle_connection_survives(port, 6.5)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     assert codes == [401] * 5 + [429] * 2
+    assert kept_alive == [b"HTTP/1.1 200 OK"] * 2, kept_alive

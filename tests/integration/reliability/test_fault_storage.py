@@ -84,6 +84,7 @@ class Api:
     def __init__(self, http: httpx.AsyncClient, files_url: str) -> None:
         self.http, self.files_url = http, files_url
         self.outcomes: list[dict[str, Any]] = []
+        self.server_log: Path | None = None  # quoted when a call other than an upload gets no answer
 
     async def upload(self, label: str, data: bytes, name: str, category: str = "other") -> httpx.Response | None:
         sent = time.monotonic()
@@ -103,7 +104,12 @@ class Api:
 
     async def listed(self) -> dict[str, str]:
         """id -> sha256 of every live file of the client, through the API."""
-        resp = await self.http.get(self.files_url, params={"limit": 100})
+        try:
+            resp = await self.http.get(self.files_url, params={"limit": 100})
+        except httpx.HTTPError as exc:
+            log_text = self.server_log.read_text(errors="replace") if self.server_log else ""
+            pytest.fail(f"listing got no answer ({type(exc).__name__}: {exc}) after {self.outcomes}\n"
+                        f"{log_text[-3000:]}")
         assert resp.status_code == 200, resp.text
         return {f["id"]: f["sha256"] for f in resp.json()["items"]}
 
@@ -164,6 +170,7 @@ async def test_disk_full_during_upload(served_local: tuple[str, int, Path], db_u
     assert big < 200 * MiB, f"the database ({db_bytes} bytes) leaves no room for the test under 200 MiB"
 
     http, api, _ = await _client_with_files(origin, "diskfull")
+    api.server_log = log_path
     try:
         kept = {}
         for i, (data, name, category) in enumerate([(pdf(200_000, 1), "guide.pdf", "brand_guide"),

@@ -87,13 +87,49 @@ def brain_pause_ad(served: Served, platform: str = "meta_ads") -> BrainPause:
     read from the API once the start-up runs are over (the sandboxes plant a recent creative
     wear-out in every ad account, so 60 synced days hold one: see sandbox_data)."""
     org_id, headers = wait_for_startup_brain_runs(served)
-    api = f"{served.origin}/api/v1/orgs/{org_id}"
-    items = httpx.get(f"{api}/recommendations", headers=headers, timeout=30,
-                      params={"module": "fatigue", "status": "open", "limit": 100}).json()["items"]
+    rec = open_pause_ad(served, org_id, headers, platform)
+    assert rec is not None, f"no open pause_ad recommendation on {platform} after the demo's brain runs"
+    return rec
+
+
+def open_pause_ad(served: Served, org_id: str, headers: dict[str, str], platform: str = "meta_ads",
+                  client_id: str | None = None) -> BrainPause | None:
+    """The strongest open, applicable ``pause_ad`` fatigue recommendation of an organization
+    (of one client if given) on ``platform``, or None."""
+    params: dict[str, str | int] = {"module": "fatigue", "status": "open", "limit": 100}
+    if client_id is not None:
+        params["client_id"] = client_id
+    items = httpx.get(f"{served.origin}/api/v1/orgs/{org_id}/recommendations", headers=headers, timeout=30,
+                      params=params).json()["items"]
     pausable = [r for r in items if r["actionable"] and r["action"]["type"] == "pause_ad"
                 and r["platform"] == platform]
-    assert pausable, f"no open pause_ad recommendation on {platform} after the demo's brain runs: {items}"
+    if not pausable:
+        return None
     rec = max(pausable, key=lambda r: (r["confidence"], r["id"]))
     impact = rec["expected_impact"] or {}
     return BrainPause(org_id, rec["client_id"], rec["id"], rec["action"]["entity_id"], rec["action"]["name"],
                       rec["title"], impact.get("amount_minor"), impact.get("currency"))
+
+
+def api_headers(served: Served, email: str, password: str) -> dict[str, str]:
+    """A user's bearer header, signed in through the API."""
+    login = httpx.post(f"{served.origin}/api/v1/auth/login", json={"email": email, "password": password}, timeout=30)
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+def wait_for_pause_ad(served: Served, org_id: str, client_id: str, headers: dict[str, str],
+                      timeout_s: float = 180.0) -> BrainPause:
+    """The client's ``pause_ad`` recommendation once the brain runs its syncs set off are over
+    (a run in progress may still refresh the open recommendations)."""
+    api = f"{served.origin}/api/v1/orgs/{org_id}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        runs = httpx.get(f"{api}/clients/{client_id}/brain-runs", headers=headers, params={"limit": 100},
+                         timeout=30).json()["items"]
+        settled = bool(runs) and all(r["status"] != "running" for r in runs)
+        rec = open_pause_ad(served, org_id, headers, client_id=client_id) if settled else None
+        if rec is not None:
+            return rec
+        assert time.monotonic() < deadline, f"no pause_ad recommendation for client {client_id} after {timeout_s} s: {runs}"
+        time.sleep(0.5)  # polling the API for a state, not a timing assertion

@@ -1,8 +1,9 @@
 """The main walk of issue 15, in a real Chromium against `omnify up`: sign up -> create a
 client -> onboarding (company, a logo and a refused file, brand) -> connect the Meta and
 Shopify sandboxes through their OAuth consent -> watch the backfill finish -> synced
-numbers and charts on the dashboard -> another organization's client (the demo's), by its
-URL and under the walker's own organization: the 404 page. Every page: axe at both widths,
+numbers and charts on the dashboard -> the brain's recommendation on those days applied ->
+actions history, audit log, the ad paused in the sandbox -> undo -> another organization's
+client (the demo's), by its URL and under the walker's own organization: the 404 page. Every page: axe at both widths,
 no console error, no request to another origin than ours and the platform sandboxes'
 consent pages.
 
@@ -10,9 +11,8 @@ Also measured (printed and written to .artifacts/perf.json, not asserted as a ti
 demo client's dashboard time to interactive with the Performance API; asserted as a size:
 every page's scripts under 300 KB.
 
-The walk's next leg, apply the brain's recommendation -> actions history, audit log, the ad
-paused in the sandbox -> undo, is test_recommendations (on the demo, whose synced days carry
-a creative wear-out the brain calls).
+The apply leg (tests/browser/apply_leg.py) also runs on the demo's own recommendation in
+test_recommendations.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ from urllib.parse import urlsplit
 from PIL import Image
 from playwright.sync_api import expect
 
+from .apply_leg import apply_then_undo
 from .conftest import Served
-from .demo_data import demo_client
+from .demo_data import api_headers, demo_client, wait_for_pause_ad
 from .harness import ROOT, Walk
 from .test_pages import sign_in
 
 SCRIPT_BUDGET = 300 * 1024
+PASSWORD = "Walk-the-Omnify-2026!"
 #: Decoded bytes of every external script of the page (fetched again from our origin).
 _SCRIPT_BYTES = """async () => {
   const srcs = Array.from(document.scripts).filter(s => s.src).map(s => s.src);
@@ -66,7 +68,7 @@ def test_sign_up_to_synced_dashboard(walk: Walk, served: Served) -> None:
     walk.goto("/signup", "sign up")
     page.get_by_label("Your name").fill("Walker Tester")
     page.get_by_label("Work e-mail").fill(email)
-    page.get_by_label("Password").fill("Walk-the-Omnify-2026!")
+    page.get_by_label("Password").fill(PASSWORD)
     page.get_by_label("Agency or company name").fill("Walker Agency")
     page.get_by_role("button", name="Create account").click()
     page.wait_for_url(re.compile(r"/orgs/[^/]+$"))
@@ -166,6 +168,14 @@ def test_sign_up_to_synced_dashboard(walk: Walk, served: Served) -> None:
     assert page.locator("#sync-status tbody tr").count() == 2
     script_bytes(walk, sizes)
     walk.check("dashboard with synced numbers")
+
+    # The brain's finding on the new client's synced days (the Meta sandbox's ad account carries a
+    # creative wear-out): apply it, see it in the actions history, the audit log and the sandbox
+    # (the ad paused), undo it.
+    client_id = base.rsplit("/", 1)[1]
+    headers = api_headers(served, email, PASSWORD)
+    rec = wait_for_pause_ad(served, org.group(0).rsplit("/", 1)[1], client_id, headers)
+    apply_then_undo(walk, served, rec)
     walk.assert_clean()
 
     # Another organization's client: the 404 page, through its organization's URL and through

@@ -56,12 +56,14 @@ def install_tracing(
     db: Database,
     *,
     exporter: Any = None,
+    batch: bool = False,
     set_global: bool | None = None,
 ) -> Any:
     """Instrument ``app`` and ``db`` when ``settings.otel_enabled``; returns the provider or None.
 
     ``exporter`` (any ``SpanExporter``, e.g. ``InMemorySpanExporter`` in tests) replaces
-    the OTLP exporter and is flushed synchronously, span by span.
+    the OTLP exporter and is flushed synchronously, span by span - unless ``batch``, which
+    gives it the :class:`BatchSpanProcessor` production uses (the bench measures that).
 
     ``set_global`` (default: only for the OTLP exporter) makes this provider the
     process-wide one - if none is set yet - and traces httpx clients process-wide. With
@@ -93,6 +95,8 @@ def install_tracing(
 
         otlp = OTLPSpanExporter(endpoint=traces_endpoint(settings.otel_exporter_otlp_endpoint))
         provider.add_span_processor(BatchSpanProcessor(otlp))
+    elif batch:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     else:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
 

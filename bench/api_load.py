@@ -643,6 +643,11 @@ def main() -> int:
                     result["cells"].append(cell)
             if traced is not None:
                 targets["omnify_traced"] = traced
+                # Both sides equally warm (pools filled, statements prepared, code paths
+                # run): otherwise the traced app's first run pays its start-up alone.
+                for server in (omnify, traced):
+                    flush_cache(args.redis_url)
+                    run_wrk(wrk, server.url, scripts["uncached"], max(size.conns), 2.0)
                 for mode in ("uncached", "cached"):
                     conns = max(size.conns)
                     cell = {"mode": mode, "conns": conns, "quiet": wait_quiet(args.quiet_load, args.quiet_timeout),

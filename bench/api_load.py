@@ -25,9 +25,12 @@ What it does, for real, on this machine:
 5. for each cell (connections 1 and 16 x uncached and cached) waits until the 1-minute
    load average is under 0.8 (``--quiet-load``; gives up after ``--quiet-timeout`` seconds
    with a warning printed and recorded), then runs A B A B (bare, Omnify, bare, Omnify),
-   and the tracing pair (Omnify, Omnify traced, twice) at 16 connections;
+   and the tracing pair (Omnify, Omnify traced, twice) at 16 connections, both warmed
+   first (``--tracing-only``: just that pair);
 6. prints one JSON object (and writes it to ``--out``): every run's req/s, p50/p95/p99,
-   errors and cache hits, the ratios per cell, and the issue's targets as pass/fail.
+   server CPU per request (the uvicorn process tree's user+system time from /proc over the
+   requests: steadier than req/s on a shared machine), errors and cache hits, the ratios
+   per cell, and the issue's targets as pass/fail.
 
 Omnify answers each request with the full report (90 daily rows with KPIs, totals, per
 currency); the bare route returns the daily sums only. Rate limits stay on in Omnify

@@ -24,8 +24,9 @@ When on:
 
 Why not opentelemetry-instrumentation-fastapi/-sqlalchemy: their per-request work (header
 capture, URL reconstruction, a dozen attributes under old and new semantic conventions,
-duration histograms, per-message spans) made tracing cost 12-21 % of the API's throughput;
-issue 16 budgets it at 10 % (``bench/api_load.py --tracing-only``, bench/RESULTS.md).
+duration histograms) made tracing cost ~20 % of the API's throughput; issue 16 budgets it
+at 10 % (``bench/api_load.py --tracing-only``, bench/RESULTS.md; the other half of the fix
+is the frozen start-up heap in :mod:`omnify.app`'s lifespan).
 The spans here carry the stable semantic-convention attributes a trace backend needs.
 
 Spans still buffered at exit are flushed by the provider's atexit hook; call

@@ -25,9 +25,12 @@ What it does, for real, on this machine:
 5. for each cell (connections 1 and 16 x uncached and cached) waits until the 1-minute
    load average is under 0.8 (``--quiet-load``; gives up after ``--quiet-timeout`` seconds
    with a warning printed and recorded), then runs A B A B (bare, Omnify, bare, Omnify),
-   and the tracing pair (Omnify, Omnify traced, twice) at 16 connections;
+   and the tracing pair (Omnify, Omnify traced, twice) at 16 connections, both warmed
+   first (``--tracing-only``: just that pair);
 6. prints one JSON object (and writes it to ``--out``): every run's req/s, p50/p95/p99,
-   errors and cache hits, the ratios per cell, and the issue's targets as pass/fail.
+   server CPU per request (the uvicorn process tree's user+system time from /proc over the
+   requests: steadier than req/s on a shared machine), errors and cache hits, the ratios
+   per cell, and the issue's targets as pass/fail.
 
 Omnify answers each request with the full report (90 daily rows with KPIs, totals, per
 currency); the bare route returns the daily sums only. Rate limits stay on in Omnify
@@ -321,6 +324,22 @@ class Server:
                 self.proc.kill()
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live descendants (uvicorn's workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 def start_server(name: str, app: str, env: dict[str, str], log_dir: Path, workers: int = 2) -> Server:
     port = free_port()
     log = log_dir / f"{name}.log"
@@ -553,7 +572,10 @@ def main() -> int:
     parser.add_argument("--quiet-load", type=float, default=0.8, help="wait for the 1-min load average under this")
     parser.add_argument("--quiet-timeout", type=float, default=180.0, help="give up waiting after this (seconds)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the dataset even if it matches")
-    parser.add_argument("--no-tracing", action="store_true", help="skip the tracing-overhead cells")
+    tracing = parser.add_mutually_exclusive_group()
+    tracing.add_argument("--no-tracing", action="store_true", help="skip the tracing-overhead cells")
+    tracing.add_argument("--tracing-only", action="store_true",
+                         help="only the tracing pair (Omnify vs Omnify traced, 16 connections): no bare route cells")
     parser.add_argument("--bare-source", choices=["raw", "rollup"], default="raw",
                         help="what the bare route sums: raw daily rows (the issue's baseline) or the rollups")
     parser.add_argument("--database-url", default=os.environ.get(
@@ -602,14 +624,18 @@ def main() -> int:
                     flush_cache(args.redis_url)  # nothing left from earlier runs
                 else:
                     warm(server, ds, first_day, days) if server.name != "bare" else None
+                cpu_before = tree_cpu_seconds(server.proc.pid)
                 run = run_wrk(wrk, server.url, scripts[mode], conns, duration)
+                cpu = tree_cpu_seconds(server.proc.pid) - cpu_before
                 run["server"] = server.name
+                run["cpu_ms_per_request"] = round(cpu * 1000 / run["requests"], 3) if run["requests"] else None
                 print(f"bench: {mode:8} c={conns:<2} {server.name:13} {run['rps']:8.1f} req/s  "
-                      f"p50 {run['p50_ms']:7.2f} ms  p95 {run['p95_ms']:7.2f} ms  errors {run['non_2xx']}"
+                      f"p50 {run['p50_ms']:7.2f} ms  p95 {run['p95_ms']:7.2f} ms  "
+                      f"cpu {run['cpu_ms_per_request']} ms/req  errors {run['non_2xx']}"
                       f"+{run['socket_errors']}  hits {run['hit_ratio']}", file=sys.stderr)
                 return run
 
-            for conns in size.conns:
+            for conns in () if args.tracing_only else size.conns:
                 for mode in ("uncached", "cached"):
                     cell: dict[str, Any] = {"mode": mode, "conns": conns,
                                             "quiet": wait_quiet(args.quiet_load, args.quiet_timeout), "runs": []}
@@ -620,12 +646,18 @@ def main() -> int:
                     result["cells"].append(cell)
             if traced is not None:
                 targets["omnify_traced"] = traced
+                # Both sides equally warm (pools filled, statements prepared, code paths
+                # run): otherwise the traced app's first run pays its start-up alone.
+                for server in (omnify, traced):
+                    flush_cache(args.redis_url)
+                    run_wrk(wrk, server.url, scripts["uncached"], max(size.conns), 2.0)
                 for mode in ("uncached", "cached"):
                     conns = max(size.conns)
                     cell = {"mode": mode, "conns": conns, "quiet": wait_quiet(args.quiet_load, args.quiet_timeout),
                             "runs": []}
                     for name in ("omnify", "omnify_traced", "omnify", "omnify_traced"):
                         cell["runs"].append(one(targets[name], mode, conns))
+                    cell["load_1m_after"] = round(os.getloadavg()[0], 2)
                     summarize(cell, "omnify", "omnify_traced")
                     result["tracing"].append(cell)
         finally:
@@ -652,13 +684,19 @@ def summarize(cell: dict[str, Any], a: str, b: str) -> None:
     cell[f"{b}_p50_ms"] = round(median([r["p50_ms"] for r in runs_b]), 2)
     cell["rps_ratio"] = round(cell[f"{b}_rps"] / cell[f"{a}_rps"], 3) if cell[f"{a}_rps"] else None
     cell["p95_ratio"] = round(cell[f"{b}_p95_ms"] / cell[f"{a}_p95_ms"], 3) if cell[f"{a}_p95_ms"] else None
+    for name, runs in ((a, runs_a), (b, runs_b)):
+        cpu = [r["cpu_ms_per_request"] for r in runs if r.get("cpu_ms_per_request") is not None]
+        cell[f"{name}_cpu_ms_per_request"] = round(median(cpu), 3) if cpu else None
+    cpu_a, cpu_b = cell[f"{a}_cpu_ms_per_request"], cell[f"{b}_cpu_ms_per_request"]
+    cell["cpu_ratio"] = round(cpu_b / cpu_a, 3) if cpu_a and cpu_b else None
     cell["errors"] = sum(r["non_2xx"] + r["socket_errors"] for r in cell["runs"])
 
 
 def summary(result: dict[str, Any]) -> dict[str, Any]:
     """The headline ratios, flat (bench/gate.py compares them with a baseline commit's):
     at the most connections measured, Omnify over the bare route, and traced over untraced."""
-    out: dict[str, Any] = {"load_1m_max": max([c["quiet"]["load_1m"] for c in result["cells"]] or [0])}
+    out: dict[str, Any] = {"load_1m_max": max(
+        [c["quiet"]["load_1m"] for c in result["cells"] + result["tracing"]] or [0])}
     top = max([c["conns"] for c in result["cells"]] or [0])
     for cell in result["cells"]:
         if cell["conns"] == top:
@@ -666,6 +704,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
             out[f"{cell['mode']}_p95_ratio"] = cell["p95_ratio"]
     for cell in result["tracing"]:
         out[f"tracing_{cell['mode']}_rps_ratio"] = cell["rps_ratio"]
+        out[f"tracing_{cell['mode']}_cpu_ratio"] = cell["cpu_ratio"]
     return out
 
 

@@ -92,6 +92,10 @@ _VALUE_PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
 
 
 _MAX_DEPTH: Final = 12
+#: Correlation ids on every line when tracing is on; plain hex, which no secret pattern
+#: above can match, so they skip the regexes (issue 16: tracing's cost per request).
+_HEX_ID_KEYS: Final = ("trace_id", "span_id")
+_HEX_ID_RE: Final = re.compile(r"[0-9a-f]{16,32}")
 _HANDLER_MARK: Final = "_omnify_log_handler"
 
 
@@ -138,7 +142,14 @@ def redact(value: Any, _depth: int = 0) -> Any:
 
 def redact_processor(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: redact every key and value of the event (recursively)."""
+    kept = {}
+    for key in _HEX_ID_KEYS:
+        value = event_dict.get(key)
+        if isinstance(value, str) and _HEX_ID_RE.fullmatch(value):
+            kept[key] = event_dict.pop(key)
     redacted: EventDict = redact(event_dict)
+    if kept:
+        redacted.update(kept)
     return redacted
 
 

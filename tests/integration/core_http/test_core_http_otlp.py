@@ -98,4 +98,5 @@ async def test_spans_exported_over_otlp_http(collector: Collector, tmp_path: Pat
     spans = [span for rs in resource_spans for ss in rs.scope_spans for span in ss.spans]
     routes = {a.value.string_value for span in spans for a in span.attributes if a.key == "http.route"}
     assert "/orgs/{org_id}/ping" in routes
+    assert "GET /orgs/{org_id}/ping" in {span.name for span in spans}
     assert any(span.name.startswith("SELECT") for span in spans)

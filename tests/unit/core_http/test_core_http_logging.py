@@ -14,6 +14,7 @@ from omnify.core.logging import (
     get_logger,
     is_sensitive_key,
     redact,
+    redact_processor,
     redact_text,
 )
 
@@ -197,3 +198,12 @@ def test_redact_text() -> None:
         f"/cb?code={REDACTED}&hmac={REDACTED}&shop=a.myshopify.com")
     assert redact_text("refused shpat_0123456789abcdef") == f"refused shpat_{REDACTED}"
     assert redact_text("secret shpss_abcdef012345 rotated") == f"secret shpss_{REDACTED} rotated"
+
+
+def test_hex_trace_ids_pass_redaction_untouched_and_anything_else_is_redacted() -> None:
+    trace_id, span_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    out = redact_processor(None, "info", {"event": "x", "trace_id": trace_id, "span_id": span_id, "token": "t"})
+    assert out == {"event": "x", "trace_id": trace_id, "span_id": span_id, "token": REDACTED}
+    # A trace id that is not an id (a job header is free text) goes through the patterns.
+    out = redact_processor(None, "info", {"event": "x", "trace_id": "Bearer abc.def"})
+    assert out["trace_id"] == f"Bearer {REDACTED}"

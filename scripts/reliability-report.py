@@ -357,7 +357,7 @@ the API serves without it. The database, its migrations and the broker still mak
   The bound with the default 60 s lease: 67 s (docs/operations.md, "Sync leases").
 - **Worker SIGKILLed mid-webhook delivery** (`tests/integration/webhooks/test_webhook_worker_crash.py`):
   the whole worker (then a new one) or its pool child, killed while the receiver holds the POST;
-  8 s lease and a 2 s sweep in the test. Sent again 8.5-9.6 s after the kill (bound 10 s, lease +
+  8 s lease and a 2 s sweep in the test. Sent again 8.5-10.0 s after the kill (bound 10 s, lease +
   one sweep), delivered once, the same `webhook-id` on both receipts, the lost attempt in the
   delivery log and counted. The bound with the defaults: 76 s (docs/webhooks.md, "A worker dies
   mid-delivery").

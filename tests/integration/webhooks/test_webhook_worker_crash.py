@@ -50,7 +50,7 @@ pytestmark = [pytest.mark.slow]
 LEASE = 8.0
 #: Per-attempt HTTP timeout in the workers; the lease stays above timeout + 5 s (the
 #: transport's hard deadline), as the default does.
-TIMEOUT = 2.0
+TIMEOUT = 3.0
 #: The test's beat: redeliver_due every this many seconds (15 s in production).
 SWEEP = 2.0
 #: The documented bound, compressed: lease + one sweep interval.

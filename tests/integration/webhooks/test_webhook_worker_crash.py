@@ -24,18 +24,19 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from omnify.core.context import Actor
-from omnify.core.db import Database, bind_tenant
+from omnify.core.db import Database, bind_tenant, utcnow
 from omnify.jobs.celery_app import create_celery_app
 from omnify.settings import Settings
 from omnify.webhooks import service
@@ -176,6 +177,29 @@ async def attempt_rows(database: Database, org_id: str, delivery_id: uuid.UUID) 
 
 
 @pytest.fixture
+async def quiet_sweep(owner_database: Database) -> AsyncIterator[None]:
+    """Park the due deliveries that earlier tests of the session left in the suite's
+    database (their receivers are gone) while this test runs, and put them back after:
+    the sweep walks every organization, and a backlog of dead receivers queued ahead of
+    the test's delivery on a one-process worker would measure the backlog, not the fault."""
+    parked: list[tuple[uuid.UUID, datetime | None]] = []
+    async with owner_database.sessionmaker() as s:
+        rows = await s.execute(select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
+                               .where(WebhookDelivery.status == "pending"))
+        parked = [(r[0], r[1]) for r in rows]
+        if parked:
+            await s.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_([p[0] for p in parked]))
+                            .values(next_attempt_at=utcnow() + timedelta(days=1)))
+        await s.commit()
+    yield
+    async with owner_database.sessionmaker() as s:
+        for delivery_id, next_attempt_at in parked:
+            await s.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
+                            .values(next_attempt_at=next_attempt_at))
+        await s.commit()
+
+
+@pytest.fixture
 def workers() -> Iterator[list[WorkerProcess]]:
     started: list[WorkerProcess] = []
     yield started
@@ -186,7 +210,7 @@ def workers() -> Iterator[list[WorkerProcess]]:
 @pytest.mark.parametrize("kill", ["worker", "child"])
 async def test_delivery_redone_once_after_worker_sigkill(
     client: httpx.AsyncClient, owner: Account, database: Database, settings: Settings, tmp_path: Path,
-    holding_receiver: HoldingReceiver, workers: list[WorkerProcess], kill: str,
+    holding_receiver: HoldingReceiver, workers: list[WorkerProcess], quiet_sweep: None, kill: str,
 ) -> None:
     org = uuid.UUID(owner.org_id)
     async with database.sessionmaker() as s:

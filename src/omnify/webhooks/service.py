@@ -431,8 +431,8 @@ def _record_lost_attempt(session: AsyncSession, config: WebhookConfig, delivery:
 
     The receiver may well have got that POST (the worker died waiting for the answer), so
     the retry keeps the same ``webhook-id`` and the receiver de-duplicates. Counting it
-    bounds the retries of a delivery that kills its worker every time (a huge payload, a
-    receiver that never answers past the timeout): it dead-letters like any other failure.
+    bounds the retries of a delivery whose attempts keep dying (a worker OOM-killed by the
+    same payload each time, a crash loop): it dead-letters like any other failure.
     """
     started = delivery.attempt_started_at
     assert started is not None

@@ -196,6 +196,9 @@ class Settings(BaseSettings):
         default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
     )
     webhook_timeout_seconds: float = Field(15.0, gt=0)
+    #: How long an attempt holds its delivery; past it the attempt is taken as lost (its
+    #: worker died) and the delivery is tried again. None: twice the timeout + 30 s.
+    webhook_lease_seconds: float | None = Field(None, gt=0)
     webhook_disable_after_seconds: float = Field(5 * 24 * 3600, gt=0)
     webhook_secret_overlap_seconds: float = Field(24 * 3600, ge=0)
     shopify_previous_api_secret: SecretStr | None = None

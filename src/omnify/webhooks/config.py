@@ -11,6 +11,7 @@ Settings fields (``getattr`` with these defaults until they are declared in sett
 ``webhook_allowed_hosts``        hosts exempt from the private-address check (dev only)
 ``webhook_retry_schedule``       seconds before each attempt, first one usually 0
 ``webhook_timeout_seconds``      per attempt, connect + read
+``webhook_lease_seconds``        an attempt with no result after this long is lost (worker died)
 ``webhook_disable_after_seconds`` an endpoint failing this long is disabled (5 days)
 ``webhook_secret_overlap_seconds`` the old secret keeps signing after a rotation (24 h)
 ``shopify_api_secret``           Shopify app client secret (signs inbound webhooks)
@@ -54,6 +55,8 @@ class WebhookConfig:
     allowed_hosts: frozenset[str] = frozenset()
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     timeout: float = DEFAULT_TIMEOUT
+    #: Seconds an attempt holds its delivery (None: derived from ``timeout``).
+    lease: float | None = None
     disable_after: float = DEFAULT_DISABLE_AFTER
     secret_overlap: float = DEFAULT_SECRET_OVERLAP
     #: TLS verification for deliveries: True (system CAs) or a context (tests, private CA).
@@ -67,6 +70,8 @@ class WebhookConfig:
             raise ValueError("the webhook retry schedule needs at least one attempt")
         if any(delay < 0 for delay in self.retry_schedule):
             raise ValueError("webhook retry delays cannot be negative")
+        if self.lease is not None and self.lease <= 0:
+            raise ValueError("the webhook lease must be positive")
 
     @property
     def max_attempts(self) -> int:
@@ -77,9 +82,12 @@ class WebhookConfig:
         """How long a claimed delivery stays invisible to other workers.
 
         Longer than one attempt can take, so a live worker never loses its claim; short
-        enough that a crashed worker's delivery is retried soon after.
+        enough that a crashed worker's delivery is retried soon after. One attempt is
+        bounded by ``timeout`` + 5 s per checked address (the transport's hard deadline);
+        the default, twice the timeout + 30 s (60 s), leaves room for a second address,
+        DNS and a slow database. ``OMNIFY_WEBHOOK_LEASE_SECONDS`` sets it.
         """
-        return self.timeout * 2 + 30
+        return self.lease if self.lease is not None else self.timeout * 2 + 30
 
     def host_allowed(self, host: str) -> bool:
         """The development allow-list; production never exempts a host."""
@@ -96,6 +104,7 @@ class WebhookConfig:
             allowed_hosts=frozenset(h.strip().lower().rstrip(".") for h in hosts if h.strip()),
             retry_schedule=tuple(float(s) for s in schedule),
             timeout=float(getattr(settings, "webhook_timeout_seconds", DEFAULT_TIMEOUT)),
+            lease=getattr(settings, "webhook_lease_seconds", None),
             disable_after=float(getattr(settings, "webhook_disable_after_seconds", DEFAULT_DISABLE_AFTER)),
             secret_overlap=float(getattr(settings, "webhook_secret_overlap_seconds", DEFAULT_SECRET_OVERLAP)),
             shopify_secrets=tuple(s for s in (shopify, previous) if s),

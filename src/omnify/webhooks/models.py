@@ -110,6 +110,10 @@ class WebhookDelivery(IdMixin, TimestampMixin, TenantMixin, Base):
     #: Attempts in the current retry cycle; a replay starts a new cycle.
     cycle_attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]
+    #: When the attempt in flight claimed the delivery; cleared when its result is recorded.
+    #: Still set when the lease (``next_attempt_at``) has lapsed, it is an attempt whose
+    #: worker died mid-call: the next claim logs it as lost and counts it (migration 0173).
+    attempt_started_at: Mapped[datetime | None]
     last_attempt_at: Mapped[datetime | None]
     last_status_code: Mapped[int | None]
     last_error: Mapped[str | None] = mapped_column(String(500))

@@ -133,7 +133,10 @@ async def get_delivery_by_event(
 async def claim_delivery(
     session: AsyncSession, org_id: uuid.UUID, delivery_id: uuid.UUID, now: datetime, lease_until: datetime
 ) -> bool:
-    """Take a due delivery for one attempt: only one worker can win the UPDATE."""
+    """Take a due delivery for one attempt: only one worker can win the UPDATE.
+
+    The winner's transaction holds the row until it commits, so it can look at what the
+    previous attempt left (``attempt_started_at``) before anyone else claims it."""
     result = await session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.org_id == org_id, WebhookDelivery.id == delivery_id,
@@ -180,8 +183,8 @@ async def fail_pending_of_endpoint(
         update(WebhookDelivery)
         .where(WebhookDelivery.org_id == org_id, WebhookDelivery.endpoint_id == endpoint_id,
                WebhookDelivery.status == DeliveryStatus.PENDING.value)
-        .values(status=DeliveryStatus.FAILED.value, failed_at=now, next_attempt_at=None, last_error=reason,
-                updated_at=now)
+        .values(status=DeliveryStatus.FAILED.value, failed_at=now, next_attempt_at=None, attempt_started_at=None,
+                last_error=reason, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     assert isinstance(result, CursorResult)

@@ -10,7 +10,10 @@ The life of a message::
 
 Guarantees: at-least-once. A delivery is claimed with a lease before its HTTP call, so
 two workers (a countdown retry and the beat sweep) cannot send it concurrently, and a
-worker that dies mid-call leaves a lease that expires into another attempt. Receivers
+worker that dies mid-call leaves a lease that expires into another attempt: the next
+claim finds the dead attempt's ``attempt_started_at`` still set, logs that attempt as lost
+and counts it toward the retry limit, and the beat sweep (every 15 s) finds the delivery
+due again once the lease lapses (``OMNIFY_WEBHOOK_LEASE_SECONDS``). Receivers
 de-duplicate on ``webhook-id``, which is the event id and stays the same on every retry
 and replay, as the Standard Webhooks spec asks.
 
@@ -308,6 +311,7 @@ def _restart(delivery: WebhookDelivery, now: datetime) -> None:
     delivery.cycle_attempts = 0
     delivery.next_attempt_at = now
     delivery.failed_at = None
+    delivery.attempt_started_at = None
     delivery.replay_count += 1
     delivery.updated_at = now
 
@@ -383,18 +387,25 @@ async def attempt_delivery(
                                            now + timedelta(seconds=config.lease_seconds)):
         await session.rollback()
         return None
-    await session.commit()
-
+    # Still in the claim's transaction: no other worker can claim the row meanwhile.
     delivery = await repository.get_delivery(session, org_id, delivery_id)
     assert delivery is not None
     endpoint = await repository.get_endpoint(session, org_id, delivery.endpoint_id)
     event = await repository.get_event(session, org_id, delivery.event_id)
+    if delivery.attempt_started_at is not None:
+        _record_lost_attempt(session, config, delivery, endpoint, now)
     if endpoint is None or event is None or not endpoint.enabled:
         delivery.status, delivery.failed_at, delivery.next_attempt_at = DeliveryStatus.FAILED.value, now, None
+        delivery.attempt_started_at = None
         delivery.last_error = "endpoint disabled"
         delivery.updated_at = now
         await session.commit()
         return AttemptOutcome(delivery.id, org_id, delivery.status, False, None)
+    if delivery.status != DeliveryStatus.PENDING.value:  # the lost attempt was its last one
+        await session.commit()
+        return AttemptOutcome(delivery.id, org_id, delivery.status, False, None)
+    delivery.attempt_started_at = now
+    await session.commit()
 
     secrets_ = await live_secrets(settings, endpoint, now)
     if endpoint.kind == STANDARD:
@@ -414,6 +425,38 @@ async def attempt_delivery(
     return await _record_attempt(session, settings, config, org_id, delivery.id, shown_url, result)
 
 
+def _record_lost_attempt(session: AsyncSession, config: WebhookConfig, delivery: WebhookDelivery,
+                         endpoint: WebhookEndpoint | None, now: datetime) -> None:
+    """Log and count the attempt a dead worker left behind (its lease lapsed, no result).
+
+    The receiver may well have got that POST (the worker died waiting for the answer), so
+    the retry keeps the same ``webhook-id`` and the receiver de-duplicates. Counting it
+    bounds the retries of a delivery whose attempts keep dying (a worker OOM-killed by the
+    same payload each time, a crash loop): it dead-letters like any other failure.
+    """
+    started = delivery.attempt_started_at
+    assert started is not None
+    error = (f"attempt lost: no result within the {config.lease_seconds:g} s lease "
+             "(the worker stopped mid-attempt); the receiver may have got it")
+    delivery.attempts += 1
+    delivery.cycle_attempts += 1
+    repository.add(session, WebhookAttempt(
+        org_id=delivery.org_id, delivery_id=delivery.id, number=delivery.attempts, created_at=started,
+        url=endpoint.url if endpoint is not None else "", ip=None, success=False, status_code=None,
+        duration_ms=max(int((now - started).total_seconds() * 1000), 0), response_excerpt=None, error=error,
+    ))
+    delivery.attempt_started_at = None
+    delivery.last_attempt_at = started
+    delivery.last_status_code = None
+    delivery.last_error = error
+    delivery.updated_at = now
+    metrics.DELIVERIES.labels(result=metrics.FAILURE).inc()
+    if delivery.cycle_attempts >= config.max_attempts:
+        delivery.status, delivery.failed_at, delivery.next_attempt_at = DeliveryStatus.FAILED.value, now, None
+    log.warning("webhook.attempt_lost", delivery_id=str(delivery.id), attempt=delivery.attempts,
+                started_at=started.isoformat(), lease_seconds=config.lease_seconds, outcome=delivery.status)
+
+
 async def _record_attempt(
     session: AsyncSession, settings: Settings, config: WebhookConfig, org_id: uuid.UUID, delivery_id: uuid.UUID,
     url: str, result: transport.AttemptResult,
@@ -424,6 +467,7 @@ async def _record_attempt(
     endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id, populate_existing=True)
     delivery.attempts += 1
     delivery.cycle_attempts += 1
+    delivery.attempt_started_at = None
     repository.add(session, WebhookAttempt(
         org_id=org_id, delivery_id=delivery.id, number=delivery.attempts, created_at=now, url=url, ip=result.ip,
         success=result.ok, status_code=result.status_code, duration_ms=result.duration_ms,

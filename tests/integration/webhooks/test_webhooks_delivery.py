@@ -273,6 +273,54 @@ async def test_claims_make_concurrent_attempts_send_once(
     assert len(receiver.hits) == 1
 
 
+async def test_a_lost_attempt_is_logged_counted_and_can_dead_letter(
+    client: httpx.AsyncClient, owner: Account, database: Database, settings: Settings, receiver: Receiver,
+) -> None:
+    """An attempt whose worker died (lease lapsed, no result) is logged as lost when the
+    delivery is claimed again and counts toward the limit; a live lease is not taken.
+    (The real SIGKILL is in test_webhook_worker_crash.py.)"""
+    await create_endpoint(client, owner, receiver.url(host=HOST, path="/lost"))
+    ids = await emit(database, owner.org_id, "client.created", {"client_id": "lost"})
+    config = dev_config(retry_schedule=(0, 0.1), lease=30.0)
+    org = uuid.UUID(owner.org_id)
+
+    async def attempt() -> Any:
+        async with database.sessionmaker() as s:
+            return await service.attempt_delivery(s, settings, config, ids[0], org, resolver=receiver_resolver)
+
+    async def died_mid_attempt(lease_lapsed: bool, cycle_attempts: int) -> None:
+        """What a worker killed during its POST leaves: the claim, no result."""
+        started = utcnow() - timedelta(seconds=31 if lease_lapsed else 1)
+        async with database.sessionmaker() as s:
+            await bind_tenant(s, org)
+            await s.execute(update(WebhookDelivery).where(WebhookDelivery.id == ids[0]).values(
+                status="pending", attempt_started_at=started, cycle_attempts=cycle_attempts,
+                next_attempt_at=started + timedelta(seconds=30)))
+            await s.commit()
+
+    await died_mid_attempt(lease_lapsed=False, cycle_attempts=0)
+    assert await attempt() is None and receiver.hits == []  # the lease is live: maybe still sending
+
+    await died_mid_attempt(lease_lapsed=True, cycle_attempts=0)
+    outcome = await attempt()
+    assert outcome is not None and outcome.success and len(receiver.hits) == 1
+    log = await attempts(database, owner.org_id, ids[0])
+    assert [(a.number, a.success, a.status_code) for a in log] == [(1, False, None), (2, True, 200)]
+    assert log[0].error is not None and log[0].error.startswith("attempt lost: no result within the 30 s lease")
+    assert log[0].duration_ms >= 30_000
+    [row] = await deliveries(database, owner.org_id, ids)
+    assert (row.status, row.attempts, row.cycle_attempts, row.attempt_started_at) == ("succeeded", 2, 2, None)
+
+    # Lost on the last attempt of its cycle: dead-lettered without another POST, replayable.
+    await died_mid_attempt(lease_lapsed=True, cycle_attempts=1)
+    outcome = await attempt()
+    assert outcome is not None and (outcome.status, outcome.success) == ("failed", False)
+    assert len(receiver.hits) == 1
+    [row] = await deliveries(database, owner.org_id, ids)
+    assert (row.status, row.attempts, row.attempt_started_at) == ("failed", 3, None)
+    assert row.last_error is not None and row.last_error.startswith("attempt lost")
+
+
 async def test_run_due_sweeps_due_deliveries(
     client: httpx.AsyncClient, owner: Account, database: Database, settings: Settings, receiver: Receiver,
 ) -> None:

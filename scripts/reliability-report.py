@@ -51,8 +51,8 @@ NOT_COVERED = [
     "A process crash between the object write and the row write of an upload (the object stays; the purge "
     "job does not look for objects without a row), and a real `ENOSPC` (the disk-full test uses "
     "`RLIMIT_FSIZE`, whose `EFBIG` takes the same path).",
-    "schemathesis as a viewer and a member (the fuzz runs as the owner and as an API key), its "
-    "stateful phase and its coverage phase (boundary values: about 9,400 requests, too long for CI).",
+    "schemathesis's stateful phase and its coverage phase (boundary values: about 9,400 requests, too "
+    "long for CI).",
     "An OWASP ZAP passive and active scan against `omnify up`.",
 ]
 
@@ -197,10 +197,16 @@ def fuzz_section(figures: list[dict[str, Any]]) -> str:
         if f["name"].startswith("fuzz-"):
             runs = ", ".join(f"{label}: {run.get('operations', '?')} operations, {run.get('failures', '?')} failures"
                              for label, run in f.get("summary", {}).items())
+            roles = "; ".join(f"{role} {r['requests']} requests ({_statuses(r['statuses'])})"
+                              for role, r in f.get("roles", {}).items())
+            per_role = (f" (member and viewer: {f['role_max_examples']})" if "role_max_examples" in f else "")
             lines.append(f"- **schemathesis** ({f['database']}, measured {f['measured_at']}): {f['requests']} "
                          f"requests in {f['seconds']} s, {f['server_errors']} server errors (5xx), "
                          f"{f['nonconformances']} nonconformances; statuses {_statuses(f['statuses'])}; "
-                         f"{runs}; checks {', '.join(f['checks'])}; {f['max_examples']} examples per operation.")
+                         f"{runs}; checks {', '.join(f['checks'])}; {f['max_examples']} examples per "
+                         f"operation{per_role}.")
+            if roles:
+                lines.append(f"  - by role: {roles}.")
         else:
             lines.append(f"- **hypothesis** (measured {f['measured_at']}): {f['properties']} properties, "
                          f"{f['examples']} examples, {f['failures']} failures.")
@@ -372,8 +378,9 @@ the API serves without it. The database, its migrations and the broker still mak
 ## Fuzzing
 
 schemathesis (`tests/integration/reliability/test_fuzz_api.py`, both passes) runs `st run` over
-`/api/v1/openapi.json` as the owner of a seeded organization (real ids in the paths) and as its
-API key, with the checks not_a_server_error, status_code_conformance, content_type_conformance,
+`/api/v1/openapi.json` as the owner, a member and a viewer of a seeded organization (real ids in
+the paths; the member's and viewer's refused writes must be documented 403s) and as its API key,
+with the checks not_a_server_error, status_code_conformance, content_type_conformance,
 response_schema_conformance, response_headers_conformance and negative_data_rejection; the
 hypothesis properties (`tests/unit/foundation/test_parser_properties.py`) feed every parser of
 outside input (cursors, Shopify webhooks, Slack signatures, OAuth state, rule definitions,

@@ -116,7 +116,8 @@ async def remove_member(
 
 
 # ---------------------------------------------------------------------------------- invitations
-@router.post("/orgs/{org_id}/invitations", status_code=status.HTTP_201_CREATED, response_model=InvitationOut)
+@router.post("/orgs/{org_id}/invitations", status_code=status.HTTP_201_CREATED, response_model=InvitationOut,
+             responses=problems(402))  # the plan's member quota counts pending invitations
 async def invite(
     body: InvitationIn, settings: SettingsDep,
     ctx: Annotated[OrgContext, Depends(require(Permission.INVITATIONS_MANAGE))],

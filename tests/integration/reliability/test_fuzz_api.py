@@ -1,4 +1,4 @@
-"""schemathesis over the whole OpenAPI, as a real user and as an API key of a seeded organization.
+"""schemathesis over the whole OpenAPI, as each role of a seeded organization and as its API key.
 
 The app (the suite's, on the suite's database) is served by uvicorn on a loopback port, in this
 test's event loop; the ``st`` command line (schemathesis's documented interface, the one the
@@ -16,7 +16,10 @@ Path parameters name the seeded organization's real objects (a client, a file, a
 a webhook endpoint and its delivery, chat channels, API keys, members...), so the generated
 requests reach the services behind the look-ups instead of stopping at a 404. Operations that
 delete run in a pass of their own, after the others, so they do not take the objects away
-from the rest. The run is bounded (a few examples per operation, deterministic generation, a
+from the rest. The organization's ``member`` and ``viewer`` run the same generated requests (fewer
+examples per operation): their writes and management calls are refused with a 403, which every
+such operation documents, so a role refused anywhere the schema does not say is a failure. The
+run is bounded (a few examples per operation, deterministic generation, a
 fixed seed) for CI; the figures go to ``.artifacts/reliability/fuzz-<database>.json``.
 """
 
@@ -48,13 +51,20 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
           "response_schema_conformance", "response_headers_conformance", "negative_data_rejection")
 #: Examples per operation and phase: bounded so both passes fit the CI budget.
 MAX_EXAMPLES = int(os.environ.get("OMNIFY_FUZZ_MAX_EXAMPLES", "4"))
+#: Examples per operation for the member and the viewer: most of their writes stop at the role
+#: check, so fewer examples see the same paths and keep the whole test near a minute.
+ROLE_MAX_EXAMPLES = int(os.environ.get("OMNIFY_FUZZ_ROLE_MAX_EXAMPLES", "2"))
 SEED = 20261204
+#: The role each run acts as (the owner's two passes are one role).
+ROLE_OF_RUN = {"member": "member", "viewer": "viewer", "user": "owner", "user-deletes": "owner", "api-key": "api-key"}
 RUN_TIMEOUT_SECONDS = 600
 
 
 @dataclass
 class Seeded:
     owner: Account
+    member: Account
+    viewer: Account
     api_key: str
     parameters: dict[str, str]
 
@@ -69,6 +79,7 @@ async def seed(client: httpx.AsyncClient) -> Seeded:
     """A fresh organization with one object of each kind the fuzzer's paths name."""
     owner = await register(client)
     member = await add_member(client, owner, "member")
+    viewer = await add_member(client, owner, "viewer")
     h = owner.headers
     org = f"{API}/orgs/{owner.org_id}"
     made = await _created(await client.post(f"{org}/clients", headers=h, json={"company_name": "Fuzzed Co"}))
@@ -110,7 +121,7 @@ async def seed(client: httpx.AsyncClient) -> Seeded:
                                                          json={"name": "spare", "scopes": ["read"]})))["id"]
     params["invitation_id"] = (await _created(await client.post(
         f"{org}/invitations", headers=h, json={"email": "invitee-fuzz@example.com", "role": "viewer"})))["id"]
-    return Seeded(owner=owner, api_key=key["key"], parameters=params)
+    return Seeded(owner=owner, member=member, viewer=viewer, api_key=key["key"], parameters=params)
 
 
 def _config(path: Path, parameters: dict[str, str]) -> Path:
@@ -129,12 +140,13 @@ class Run:
     interactions: list[dict[str, Any]]
 
 
-async def schemathesis(label: str, origin: str, token: str, config: Path, out: Path, *filters: str) -> Run:
+async def schemathesis(label: str, origin: str, token: str, config: Path, out: Path, *filters: str,
+                       max_examples: int = MAX_EXAMPLES) -> Run:
     """One ``st run`` over the served schema: its summary and every request (its HAR file)."""
     st = Path(sys.executable).with_name("st")
     har = out / f"{label}.har"
     cmd = [str(st), "--config-file", str(config), "run", f"{origin}{API}/openapi.json",
-           "--checks", ",".join(CHECKS), "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
+           "--checks", ",".join(CHECKS), "--max-examples", str(max_examples), "--seed", str(SEED),
            "--generation-deterministic", "--phases", "examples,fuzzing",
            "--workers", "2", "--request-timeout", "30", "--continue-on-failure", "--no-color",
            "-H", f"Authorization: Bearer {token}", "--report", "har", "--report-har-path", str(har), "--suppress-health-check", "all",
@@ -180,10 +192,15 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
             assert not serving.done(), "uvicorn did not start"
             await asyncio.sleep(0.05)
         started = time.monotonic()
+        # Logout without a body ends every session of the user: it would end the run's own.
+        no_deletes = ("--exclude-method", "DELETE", "--exclude-path", f"{API}/auth/logout")
         runs = [
-            # Logout without a body ends every session of the user: it would end the run's own.
-            await schemathesis("user", origin, seeded.owner.access_token, config, out, "--exclude-method", "DELETE",
-                               "--exclude-path", f"{API}/auth/logout"),
+            # The member and the viewer first: the owner's pass may change their roles.
+            await schemathesis("member", origin, seeded.member.access_token, config, out, *no_deletes,
+                               max_examples=ROLE_MAX_EXAMPLES),
+            await schemathesis("viewer", origin, seeded.viewer.access_token, config, out, *no_deletes,
+                               max_examples=ROLE_MAX_EXAMPLES),
+            await schemathesis("user", origin, seeded.owner.access_token, config, out, *no_deletes),
             await schemathesis("api-key", origin, seeded.api_key, config, out, "--include-method", "GET"),
             await schemathesis("user-deletes", origin, seeded.owner.access_token, config, out,
                                "--include-method", "DELETE"),
@@ -196,7 +213,15 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
     statuses: Counter[str] = Counter()
     for run in runs:
         statuses.update(str(e["response"]["status"]) for e in run.interactions)
+    by_role: dict[str, Counter[str]] = {}
+    for run in runs:
+        role = ROLE_OF_RUN[run.label]
+        by_role.setdefault(role, Counter()).update(str(e["response"]["status"]) for e in run.interactions)
     figures = {"database": db_urls.dialect, "seconds": seconds, "max_examples": MAX_EXAMPLES, "seed": SEED,
+               "role_max_examples": ROLE_MAX_EXAMPLES,
+               "roles": {role: {"requests": sum(c.values()), "statuses": dict(sorted(c.items())),
+                                "server_errors": sum(n for s, n in c.items() if s.startswith("5"))}
+                         for role, c in by_role.items()},
                "checks": list(CHECKS), "requests": sum(len(r.interactions) for r in runs),
                "server_errors": sum(n for s, n in statuses.items() if s.startswith("5")),
                "statuses": dict(sorted(statuses.items())),
@@ -206,3 +231,7 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
     for run in runs:
         assert run.returncode == 0, f"schemathesis ({run.label}) failed:\n{run.output[-12000:]}"
     assert figures["server_errors"] == 0
+    assert figures["nonconformances"] == 0
+    assert set(figures["roles"]) == {"owner", "member", "viewer", "api-key"}
+    for role in ("member", "viewer"):  # their writes were refused, and documented (conformance above)
+        assert figures["roles"][role]["statuses"].get("403", 0) > 0, figures["roles"][role]

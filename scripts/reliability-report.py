@@ -48,9 +48,7 @@ SYNC_PREFIX = "sync-faults-"
 NOT_COVERED = [
     "Worker SIGKILLed during a rule run or a brain run (redone once, no duplicate rows, no lost or "
     "doubled event). The sync and webhook-delivery cases are covered (above).",
-    "A process crash between the object write and the row write of an upload (the object stays; the purge "
-    "job does not look for objects without a row), and a real `ENOSPC` (the disk-full test uses "
-    "`RLIMIT_FSIZE`, whose `EFBIG` takes the same path).",
+    "A real `ENOSPC` (the disk-full test uses `RLIMIT_FSIZE`, whose `EFBIG` takes the same path).",
     "schemathesis's stateful phase and its coverage phase (boundary values: about 9,400 requests, too "
     "long for CI).",
     "An OWASP ZAP passive and active scan against `omnify up`.",
@@ -369,6 +367,11 @@ the API serves without it. The database, its migrations and the broker still mak
   mid-delivery").
 - **`omnify up` stopped with SIGTERM** (`tests/integration/foundation/test_up_lifecycle.py`): the
   worker child exits within its grace period.
+- **Upload crashed between its object and its row** (`tests/integration/onboarding/test_orphan_sweep.py`,
+  local disk and S3 on moto): the objects a dead upload leaves (object and thumbnail, no row) are
+  deleted by the hourly `omnify.files.sweep_orphans` job once older than
+  `OMNIFY_STORAGE_ORPHAN_GRACE_SECONDS` (1 h; an upload in flight is younger); objects with a row
+  (deleted-but-not-purged ones included) and other domains' objects (privacy exports) are untouched.
 - **Tenant isolation sweep** (`tests/integration/foundation/test_tenant_sweep.py`): 112 operations
   called with the other organization's 26 real ids and values through a JWT and an API key, 482
   calls, 0 answers other than 404, 48 tables (775 rows) of the victim unchanged; role sweep 220

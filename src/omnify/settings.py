@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     s3_kms_key_id: str | None = None
     cdn_base_url: str | None = None
     signed_url_ttl_seconds: int = Field(300, ge=10)
+    # An upload writes its object before its row; an object without a row older than this
+    # (a process that died in between) is deleted by the orphan sweep. Longer than any upload.
+    storage_orphan_grace_seconds: int = Field(3600, ge=0)
 
     # Secrets backend (master keys for envelope encryption)
     secrets_backend: Literal["env", "file", "vault", "aws"] = "env"

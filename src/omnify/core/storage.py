@@ -79,6 +79,13 @@ class StoredObject:
     sha256: str  # lowercase hex
 
 
+@dataclass(frozen=True, slots=True)
+class ListedObject:
+    key: str
+    size: int
+    modified: float  # POSIX seconds: when the object was last written
+
+
 @runtime_checkable
 class Storage(Protocol):
     """What the files domain needs from a storage backend."""
@@ -109,6 +116,12 @@ class Storage(Protocol):
         ...
 
     async def exists(self, key: str) -> bool: ...
+
+    def list_objects(self, prefix: str = "") -> AsyncIterator[ListedObject]:
+        """Every complete object whose key starts with ``prefix`` (a ``/``-ended key prefix),
+        with its size and modification time, in no particular order. Objects still being
+        written (a local temporary file, an S3 multipart upload) are not listed."""
+        ...
 
     async def signed_download_url(
         self, key: str, *, filename: str, ttl: int | None = None, content_type: str | None = None
@@ -260,6 +273,33 @@ def verify_signed_local_url(
                           expires_at=expires)
 
 
+def _list_prefix(prefix: str) -> str:
+    """The directory part of a listing prefix, checked like a key (no ``..``, no root)."""
+    directory = prefix.rsplit("/", 1)[0]
+    return validate_key(directory) if directory else ""
+
+
+def _scan(directory: Path) -> list[tuple[Path, bool, int, float]]:
+    """The visible entries of one directory (hidden names are temporary ``.part`` files)."""
+    found: list[tuple[Path, bool, int, float]] = []
+    try:
+        with os.scandir(directory) as it:
+            for entry in it:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    found.append((Path(entry.path), True, 0, 0.0))
+                elif entry.is_file(follow_symlinks=False):
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:  # deleted meanwhile
+                        continue
+                    found.append((Path(entry.path), False, st.st_size, st.st_mtime))
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return found
+
+
 # ---------------------------------------------------------------------------------- local
 class LocalStorage:
     """Files under one root directory; writes are atomic (temp file + rename)."""
@@ -348,6 +388,21 @@ class LocalStorage:
     async def exists(self, key: str) -> bool:
         return await _run(self.path_for(key).is_file)
 
+    async def list_objects(self, prefix: str = "") -> AsyncIterator[ListedObject]:
+        # One directory per thread hop: a large tree never sits in memory at once.
+        start = self.root / _list_prefix(prefix) if prefix else self.root
+        pending = [start]
+        while pending:
+            directory = pending.pop()
+            entries = await _run(_scan, directory)
+            for path, is_dir, size, modified in entries:
+                if is_dir:
+                    pending.append(path)
+                    continue
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    yield ListedObject(key=key, size=size, modified=modified)
+
     async def signed_download_url(
         self, key: str, *, filename: str, ttl: int | None = None, content_type: str | None = None
     ) -> str:
@@ -396,6 +451,8 @@ class S3Storage:
     """S3 or an S3-compatible service; boto3 is blocking, so every call runs in a thread."""
 
     backend_name = "s3"
+    #: Keys per ``list_objects_v2`` page (S3's own maximum; tests lower it to page).
+    list_page_size = 1000
 
     def __init__(
         self,
@@ -563,6 +620,20 @@ class S3Storage:
                 return False
             raise
         return True
+
+    async def list_objects(self, prefix: str = "") -> AsyncIterator[ListedObject]:
+        if prefix:
+            _list_prefix(prefix)
+        base = f"{self.prefix}/" if self.prefix else ""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": base + prefix, "MaxKeys": self.list_page_size}
+        while True:  # list_objects_v2's pages, one request (in a thread) each
+            page = await _run(self._client.list_objects_v2, **kwargs)
+            for item in page.get("Contents", ()):
+                yield ListedObject(key=item["Key"][len(base):], size=int(item["Size"]),
+                                   modified=item["LastModified"].timestamp())
+            if not page.get("IsTruncated"):
+                return
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
     async def signed_download_url(
         self, key: str, *, filename: str, ttl: int | None = None, content_type: str | None = None

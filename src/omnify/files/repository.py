@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnify.core.pagination import PageParams, keyset
@@ -88,6 +88,20 @@ async def deleted_batch(session: AsyncSession, org_id: uuid.UUID, limit: int) ->
             .limit(limit)
         )
     ).all()
+
+
+async def keys_with_rows(session: AsyncSession, org_id: uuid.UUID, keys: Sequence[str]) -> set[str]:
+    """Those of ``keys`` that a row names, as its object or its thumbnail (deleted rows too:
+    their objects are the purge's)."""
+    if not keys:
+        return set()
+    rows = await session.execute(
+        select(UploadedFile.storage_key, UploadedFile.thumbnail_key).where(
+            UploadedFile.org_id == org_id,
+            or_(UploadedFile.storage_key.in_(list(keys)), UploadedFile.thumbnail_key.in_(list(keys))),
+        )
+    )
+    return {key for pair in rows.all() for key in pair if key} & set(keys)
 
 
 async def all_of_client(session: AsyncSession, org_id: uuid.UUID, client_id: uuid.UUID) -> Sequence[UploadedFile]:

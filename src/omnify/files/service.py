@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from omnify.core.db import Database, bind_tenant, utcnow
 from omnify.core.errors import AppError, NotFound, QuotaExceeded, ServiceUnavailable
 from omnify.core.pagination import PageParams
 from omnify.core.storage import (
+    ListedObject,
     LocalStorage,
     S3Storage,
     Storage,
@@ -445,3 +447,53 @@ async def purge_deleted_files(db: Database, storage: Storage, *, batch: int = 10
             if len(rows) < batch:
                 break
     return purged
+
+
+#: What the files domain writes under ``{org}/{client}/``: the sweep leaves other categories
+#: (the privacy exports, with rows of their own) alone.
+SWEPT_CATEGORIES = frozenset({*(c.value for c in FileCategory), THUMBNAIL_CATEGORY})
+
+
+@dataclass(frozen=True, slots=True)
+class OrphanSweep:
+    scanned: int = 0
+    orphans: int = 0
+    deleted_bytes: int = 0
+
+
+async def sweep_orphan_objects(
+    db: Database, storage: Storage, *, grace_seconds: int, now: float | None = None, batch: int = 500
+) -> OrphanSweep:
+    """Delete the stored objects of the files domain that no row names, older than the grace.
+
+    An upload writes its object, then commits its row: a process that dies in between
+    (SIGKILL, OOM, a node lost) leaves an object nothing accounts for and nothing would ever
+    delete. The grace period keeps uploads in flight (object written, row not committed yet)
+    out of reach; a deleted row still names its objects, which are the purge's to remove.
+    """
+    cutoff = (time.time() if now is None else now) - grace_seconds
+    scanned = orphans = freed = 0
+    async with db.sessionmaker() as session:
+        orgs = await clients.all_org_ids(session)
+    for org_id in orgs:
+        candidates: list[ListedObject] = []
+        async for obj in storage.list_objects(f"{org_id}/"):
+            scanned += 1
+            parts = obj.key.split("/")
+            if len(parts) == 4 and parts[2] in SWEPT_CATEGORIES and obj.modified <= cutoff:
+                candidates.append(obj)
+        for start in range(0, len(candidates), batch):
+            chunk = candidates[start:start + batch]
+            async with db.sessionmaker() as session:
+                await bind_tenant(session, org_id)
+                named = await repository.keys_with_rows(session, org_id, [o.key for o in chunk])
+                await session.commit()
+            for obj in chunk:
+                if obj.key not in named:
+                    await storage.delete(obj.key)
+                    orphans += 1
+                    freed += obj.size
+                    log.warning("files.orphan_object_deleted", org_id=str(org_id), key=obj.key, size=obj.size,
+                                age_seconds=round(time.time() - obj.modified))
+    log.info("files.orphan_sweep", scanned=scanned, orphans=orphans, deleted_bytes=freed, orgs=len(orgs))
+    return OrphanSweep(scanned=scanned, orphans=orphans, deleted_bytes=freed)

@@ -42,6 +42,8 @@ DEFAULT_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "omnify.notifications.weekly_digest": {"cron": "0 7 * * 1"},
     # Soft-deleted files and archived clients past their restore window.
     "omnify.files.purge_deleted": {"every": 600},
+    # Objects an upload wrote but never recorded (its process died between the two writes).
+    "omnify.files.sweep_orphans": {"cron": "47 * * * *"},
     "omnify.clients.purge_archived": {"cron": "37 3 * * *"},
     # Housekeeping.
     "omnify.jobs.purge": {"cron": "17 3 * * *"},

@@ -368,9 +368,10 @@ the API serves without it. The database, its migrations and the broker still mak
 - **`omnify up` stopped with SIGTERM** (`tests/integration/foundation/test_up_lifecycle.py`): the
   worker child exits within its grace period.
 - **Upload crashed between its object and its row** (`tests/integration/onboarding/test_orphan_sweep.py`,
-  local disk and S3 on moto): the objects a dead upload leaves (object and thumbnail, no row) are
-  deleted by the hourly `omnify.files.sweep_orphans` job once older than
-  `OMNIFY_STORAGE_ORPHAN_GRACE_SECONDS` (1 h; an upload in flight is younger); objects with a row
+  local disk and S3 on moto): a child process writes an upload's object and thumbnail through the
+  Storage API and is SIGKILLed before its row; those objects, and on the local disk the temporary
+  file of a write killed half-way, are deleted by the hourly `omnify.files.sweep_orphans` job once
+  older than `OMNIFY_STORAGE_ORPHAN_GRACE_SECONDS` (1 h; an upload in flight is younger); objects with a row
   (deleted-but-not-purged ones included) and other domains' objects (privacy exports) are untouched.
 - **Tenant isolation sweep** (`tests/integration/foundation/test_tenant_sweep.py`): 112 operations
   called with the other organization's 26 real ids and values through a JWT and an API key, 482

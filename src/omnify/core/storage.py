@@ -300,6 +300,22 @@ def _scan(directory: Path) -> list[tuple[Path, bool, int, float]]:
     return found
 
 
+def _remove_partials(start: Path, older_than: float) -> int:
+    removed = 0
+    for directory, _dirs, names in os.walk(start):
+        for name in names:
+            if not (name.startswith(".") and name.endswith(".part")):
+                continue
+            path = Path(directory) / name
+            try:
+                if path.stat().st_mtime < older_than:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # finished (renamed) or removed meanwhile
+                continue
+    return removed
+
+
 # ---------------------------------------------------------------------------------- local
 class LocalStorage:
     """Files under one root directory; writes are atomic (temp file + rename)."""
@@ -402,6 +418,13 @@ class LocalStorage:
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
                     yield ListedObject(key=key, size=size, modified=modified)
+
+    async def remove_stale_partials(self, prefix: str, older_than: float) -> int:
+        """Delete the temporary files of writes that never finished (their process died mid-write:
+        the cleanup in :meth:`put_stream` never ran) last touched before ``older_than``; returns
+        how many. S3's counterpart, an incomplete multipart upload, is the bucket lifecycle's."""
+        start = self.root / _list_prefix(prefix) if prefix else self.root
+        return await _run(_remove_partials, start, older_than)
 
     async def signed_download_url(
         self, key: str, *, filename: str, ttl: int | None = None, content_type: str | None = None

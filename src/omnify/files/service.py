@@ -459,6 +459,8 @@ class OrphanSweep:
     scanned: int = 0
     orphans: int = 0
     deleted_bytes: int = 0
+    #: Local storage only: temporary files of writes whose process died mid-write.
+    partials: int = 0
 
 
 async def sweep_orphan_objects(
@@ -472,10 +474,12 @@ async def sweep_orphan_objects(
     out of reach; a deleted row still names its objects, which are the purge's to remove.
     """
     cutoff = (time.time() if now is None else now) - grace_seconds
-    scanned = orphans = freed = 0
+    scanned = orphans = freed = partials = 0
     async with db.sessionmaker() as session:
         orgs = await clients.all_org_ids(session)
     for org_id in orgs:
+        if isinstance(storage, LocalStorage):
+            partials += await storage.remove_stale_partials(f"{org_id}/", cutoff)
         candidates: list[ListedObject] = []
         async for obj in storage.list_objects(f"{org_id}/"):
             scanned += 1
@@ -495,5 +499,6 @@ async def sweep_orphan_objects(
                     freed += obj.size
                     log.warning("files.orphan_object_deleted", org_id=str(org_id), key=obj.key, size=obj.size,
                                 age_seconds=round(time.time() - obj.modified))
-    log.info("files.orphan_sweep", scanned=scanned, orphans=orphans, deleted_bytes=freed, orgs=len(orgs))
-    return OrphanSweep(scanned=scanned, orphans=orphans, deleted_bytes=freed)
+    log.info("files.orphan_sweep", scanned=scanned, orphans=orphans, deleted_bytes=freed, partials=partials,
+             orgs=len(orgs))
+    return OrphanSweep(scanned=scanned, orphans=orphans, deleted_bytes=freed, partials=partials)

@@ -39,4 +39,5 @@ async def _sweep() -> service.OrphanSweep:
 def sweep_orphans() -> dict[str, int]:
     """Delete stored objects no row names (an upload's process died between the two writes)."""
     swept = asyncio.run(_sweep())
-    return {"scanned": swept.scanned, "orphans": swept.orphans, "deleted_bytes": swept.deleted_bytes}
+    return {"scanned": swept.scanned, "orphans": swept.orphans, "deleted_bytes": swept.deleted_bytes,
+            "partials": swept.partials}

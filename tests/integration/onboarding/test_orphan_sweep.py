@@ -1,17 +1,23 @@
 """The orphan sweep: objects an upload wrote but never recorded are deleted, nothing else is.
 
 An upload writes its object (and thumbnail) to storage, then commits its ``uploaded_files``
-row; a process that dies in between leaves objects no row names. Here those objects are
-written exactly as the upload writes them - through the Storage API, under the keys
-:func:`build_object_key` makes, with no row - on the local disk and on S3 (a real
-``moto_server`` process), beside real uploads made through the API (with a thumbnail, and one
-deleted but not purged yet) and a privacy export (a category the files domain does not own).
-The sweep must delete only the orphans older than its grace period.
+row; a process that dies in between leaves objects no row names. Here a child process writes
+them exactly as the upload does - through the Storage API, under the keys
+:func:`build_object_key` makes - and is SIGKILLed before any row, on the local disk and on S3
+(a real ``moto_server`` process), beside real uploads made through the API (with a thumbnail,
+and one deleted but not purged yet) and a privacy export (a category the files domain does not
+own). On the local disk another child is killed in the middle of a write, leaving its temporary
+file. The sweep must delete only the orphans older than its grace period.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +36,41 @@ from tests.integration.onboarding.onboarding_support import clients_url, new_cli
 from tests.servers import fake_aws_credentials, moto_server
 
 HOUR = 3600
+
+#: The dying upload: writes what ``upload()`` writes before its row, then the process is killed
+#: (``mid-write``: killed while the object's bytes are still arriving).
+CRASH = textwrap.dedent("""
+    import asyncio, json, os, signal, sys
+    from omnify.core.storage import storage_from_settings
+    from omnify.settings import Settings
+
+    settings = Settings(_env_file=None, **json.loads(sys.argv[1]))
+    keys, mode = sys.argv[2:-1], sys.argv[-1]
+
+    async def chunks(key):
+        yield b"bytes of " + key.encode()
+        if mode == "mid-write":
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield b"."
+
+    async def main():
+        storage = storage_from_settings(settings)
+        for key in keys:
+            await storage.put_stream(key, chunks(key))
+        os.kill(os.getpid(), signal.SIGKILL)  # the row was next
+
+    asyncio.run(main())
+""")
+
+
+def crash(settings: Settings, keys: list[str], mode: str = "after-objects") -> None:
+    """Run the dying upload in a child process; it must have died of SIGKILL."""
+    fields = {"storage_backend": settings.storage_backend, "secret_key": settings.secret_key.get_secret_value(),
+              "storage_local_path": str(settings.storage_local_path or ""), "s3_bucket": settings.s3_bucket,
+              "s3_prefix": settings.s3_prefix, "s3_endpoint_url": settings.s3_endpoint_url, "s3_sse": settings.s3_sse}
+    args = [sys.executable, "-c", CRASH, json.dumps({k: v for k, v in fields.items() if v}), *keys, mode]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +148,14 @@ async def test_sweep_deletes_only_objects_without_a_row_past_the_grace(
     orphan_thumb = build_object_key(org, client_id, files_service.THUMBNAIL_CATEGORY, object_id)
     fresh = build_object_key(org, client_id, "other")  # an upload still in flight: no row *yet*
     export = build_object_key(org, client_id, "privacy")  # the privacy domain's, with a row of its own
-    for key in (orphan, orphan_thumb, fresh, export):
+    crash(backend_settings, [orphan, orphan_thumb])
+    assert await storage.exists(orphan) and await storage.exists(orphan_thumb)
+    for key in (fresh, export):
         await storage.put_stream(key, _once(b"bytes of " + key.encode()))
+    partial = None
+    if isinstance(storage, LocalStorage):  # a write killed half-way: its temporary file stays
+        crash(backend_settings, [build_object_key(org, client_id, "creative")], "mid-write")
+        (partial,) = (p for p in storage.path_for(orphan).parent.iterdir() if p.name.endswith(".part"))
     contents = {key: await _read(storage, key) for key in recorded}
 
     # Within the grace period nothing goes, whatever has a row or not.
@@ -116,12 +163,17 @@ async def test_sweep_deletes_only_objects_without_a_row_past_the_grace(
     assert swept.orphans == 0
     assert await _listed(storage, prefix) == recorded | {orphan, orphan_thumb, fresh, export}
 
+    assert swept.partials == 0 and (partial is None or partial.exists())
     if _age(storage, orphan, 2 * HOUR) and _age(storage, orphan_thumb, 2 * HOUR):
         for key in recorded | {export}:
             _age(storage, key, 2 * HOUR)  # old objects with a row stay, however old
+        assert partial is not None
+        then = time.time() - 2 * HOUR
+        os.utime(partial, (then, then))
         swept = await files_service.sweep_orphan_objects(database, storage, grace_seconds=HOUR)
-        assert swept.orphans == 2 and swept.scanned >= 9
+        assert swept.orphans == 2 and swept.scanned >= 9 and swept.partials == 1
         assert await _listed(storage, prefix) == recorded | {fresh, export}
+        assert not partial.exists()
 
     # No grace left: every object without a row goes, the in-flight one included.
     swept = await files_service.sweep_orphan_objects(database, storage, grace_seconds=0)

@@ -46,11 +46,8 @@ ORDER = ["postgres-restart", "redis-restart-postgresql", "redis-restart-sqlite",
 SYNC_PREFIX = "sync-faults-"
 
 NOT_COVERED = [
-    "Worker SIGKILLed during a rule run or a brain run (redone once, no duplicate rows, no lost or "
-    "doubled event). The sync and webhook-delivery cases are covered (above).",
-    "A real `ENOSPC` (the disk-full test uses `RLIMIT_FSIZE`, whose `EFBIG` takes the same path).",
-    "schemathesis's stateful phase and its coverage phase (boundary values: about 9,400 requests, too "
-    "long for CI).",
+    "Worker SIGKILLed during a rule run (redone once, no duplicate rows, no lost or doubled event). The "
+    "sync, webhook-delivery and brain-run cases are covered (above).",
     "An OWASP ZAP passive and active scan against `omnify up`.",
 ]
 

@@ -175,6 +175,14 @@ class Settings(BaseSettings):
     # renewing, so its lease lapses within this many seconds and the redelivered task
     # resumes the run from its cursors (docs/operations.md, "Sync leases").
     sync_lock_lease_seconds: float = Field(60.0, ge=1)
+    # A brain run holds a lease on its client, renewed by a heartbeat every third of the
+    # lease while it works: a run whose worker died (SIGKILL, OOM) stops renewing, so the
+    # redelivered task takes over once this many seconds passed since the last beat,
+    # closing the dead run as abandoned (docs/operations.md, "Brain run leases").
+    brain_run_lease_seconds: float = Field(60.0, ge=1)
+    # Test only: seconds a brain run sleeps between its load and its merge, so a test can
+    # kill its worker mid-run. 0 (the default) everywhere else.
+    brain_run_test_pause_seconds: float = Field(0.0, ge=0)
     sync_batch_size: int = Field(1000, ge=1)
     sync_metrics_chunk_days: int = Field(30, ge=1)
     sync_shop_overlap_seconds: float = Field(3600.0, ge=0)

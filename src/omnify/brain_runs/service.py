@@ -2,7 +2,11 @@
 
 Stages and their transactions:
 
-1. Record the run as ``running`` (committed, so a crash leaves a trace).
+1. Under the organization's write lock, claim the client: a live run of it (its lease,
+   ``updated_at`` + ``brain_run_lease_seconds``, renewed by a heartbeat) makes this one
+   wait (:class:`RunBusy`, the task retries once that lease lapses); a ``running`` run past
+   its lease was left by a dead worker and is closed as failed, ``abandoned: ...``. Record
+   the run as ``running`` (committed, so a crash leaves a trace) and start its heartbeat.
 2. Load the client's synced rows (:mod:`omnify.brain_runs.loader`) for the look-back
    window into plain arrays.
 3. Run :func:`omnify.brain.run.run_brain` once per currency (pure, CPU only; in a worker
@@ -17,15 +21,17 @@ re-raises, so a Celery task retries it (the merge is idempotent).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import anyio.to_thread
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnify.actions import guardrails
@@ -37,8 +43,8 @@ from omnify.brain_runs.models import BrainCalendar, BrainRun, RunStatus, RunTrig
 from omnify.brain_runs.schemas import CalendarDayOut, CalendarEventIn, CalendarIn, CalendarOut
 from omnify.brain_runs.translate import ClientData, build_frames, config_for, findings_from, summarize_inputs
 from omnify.clients import service as clients
-from omnify.core.db import utcnow
-from omnify.core.errors import NotFound
+from omnify.core.db import bind_tenant, utcnow
+from omnify.core.errors import Conflict, NotFound
 from omnify.core.pagination import PageParams, keyset
 from omnify.orgs import service as orgs
 from omnify.recommendations import service as recommendations
@@ -50,6 +56,21 @@ log = structlog.get_logger(__name__)
 #: Days of history a run reads: enough for fatigue baselines, response curves and a
 #: year-over-year-free anomaly baseline, small enough to load in well under a second.
 LOOKBACK_DAYS = 180
+#: The lease when no settings are given (see ``Settings.brain_run_lease_seconds``).
+DEFAULT_LEASE_SECONDS = 60.0
+#: The error of a run closed because its worker died mid-run.
+ABANDONED_ERROR = "abandoned: the worker running it stopped before it finished; the run was redone"
+
+
+class RunBusy(Conflict):
+    """Another run of this client is live (its lease is being renewed)."""
+
+    def __init__(self, lease_remaining: float) -> None:
+        super().__init__("A brain run of this client is in progress; try again when it finished.")
+        #: Seconds until the live run's lease lapses if it stops renewing it.
+        self.lease_remaining = lease_remaining
+
+
 #: Orders for LTV need a longer memory (repeat-purchase gaps are months).
 ORDERS_LOOKBACK_DAYS = 730
 
@@ -93,7 +114,8 @@ async def run_for_client(
     :func:`idea_provider_for`); without them the run is fully offline.
     """
     client = await clients.get_live_client(session, org_id, client_id)
-    started = utcnow()
+    lease = settings.brain_run_lease_seconds if settings is not None else DEFAULT_LEASE_SECONDS
+    started = await _claim(session, org_id, client_id, lease)
     t0 = time.perf_counter()
     run = BrainRun(id=uuid.uuid4(), org_id=org_id, client_id=client_id, trigger=trigger.value,
                    status=RunStatus.RUNNING.value, started_at=started, created_at=started, updated_at=started,
@@ -101,6 +123,7 @@ async def run_for_client(
     session.add(run)
     await session.commit()
     run_id = run.id
+    heartbeat = asyncio.create_task(_heartbeat(session, org_id, run_id, lease), name=f"brain-run-lease-{run_id}")
     try:
         org = await orgs.get_org(session, org_id)
         max_change = guardrails.from_org_settings(org.settings).max_budget_change_per_day
@@ -125,6 +148,12 @@ async def run_for_client(
             lambda: think(data, as_of=as_of, max_daily_change=min(max_change, 1.0),
                           idea_provider=idea_provider_for(settings)))
         brain_ms = round((time.perf_counter() - t_brain) * 1000, 2)
+        if settings is not None and settings.brain_run_test_pause_seconds:  # test only: a kill lands here
+            await asyncio.sleep(settings.brain_run_test_pause_seconds)
+        # The store is one short transaction under the organization's write lock: a run
+        # that would take this client over waits for that lock, and then sees this run
+        # finished. No beat while it writes: on SQLite a beat would wait for our own lock.
+        await _stop(heartbeat)
         t_store = time.perf_counter()
         await clients.serialize_org_writes(session, org_id)
         outcome = await recommendations.merge_findings(session, org_id, client_id, findings, run_id)
@@ -139,6 +168,7 @@ async def run_for_client(
         run.duration_ms = round((time.perf_counter() - t0) * 1000, 2)
         await session.commit()
     except Exception as exc:
+        await _stop(heartbeat)
         await session.rollback()
         failed = await _get(session, org_id, run_id)
         failed.status = RunStatus.FAILED.value
@@ -150,6 +180,63 @@ async def run_for_client(
         raise
     log.info("brain_run.succeeded", client_id=str(client_id), duration_ms=run.duration_ms, **run.outcome)
     return run
+
+
+async def _claim(session: AsyncSession, org_id: uuid.UUID, client_id: uuid.UUID, lease: float) -> datetime:
+    """Under the organization's write lock, make sure no live run works on this client
+    and close the runs whose worker died; returns the new run's start time (lock held).
+
+    A run is live while its heartbeat renews ``updated_at`` within the lease. A run
+    still ``running`` past its lease was left by a worker that died (SIGKILL, OOM, lost
+    node): it can never finish, so it is closed as failed with an ``abandoned:`` error.
+    With a live run, :class:`RunBusy` says when its lease lapses; the Celery task tries
+    again then (the redelivered message of a killed worker meets its own dead run here).
+    """
+    await clients.serialize_org_writes(session, org_id)
+    now = utcnow()
+    stmt = select(BrainRun).where(BrainRun.org_id == org_id, BrainRun.client_id == client_id,
+                                  BrainRun.status == RunStatus.RUNNING.value)
+    running = (await session.scalars(stmt)).all()
+    remaining = [lease - (now - _aware(r.updated_at)).total_seconds() for r in running]
+    live = [left for left in remaining if left > 0]
+    if live:
+        await session.rollback()
+        raise RunBusy(max(live))
+    for run in running:
+        run.status = RunStatus.FAILED.value
+        run.error = ABANDONED_ERROR
+        run.finished_at = now
+        log.warning("brain_run.abandoned", client_id=str(client_id), run_id=str(run.id))
+    return now
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def _heartbeat(session: AsyncSession, org_id: uuid.UUID, run_id: uuid.UUID, lease: float) -> None:
+    """Renew the run's lease every third of it while the run works, also during the
+    CPU-bound brain (it runs in a thread; the event loop stays free). Own session and
+    transaction, so it never commits the run's half-done work."""
+    interval = max(lease / 3, 0.2)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with AsyncSession(bind=session.bind, expire_on_commit=False) as beat:
+                await bind_tenant(beat, org_id)
+                await beat.execute(update(BrainRun).where(BrainRun.org_id == org_id, BrainRun.id == run_id,
+                                                          BrainRun.status == RunStatus.RUNNING.value)
+                                   .values(updated_at=utcnow()))
+                await beat.commit()
+        except Exception as exc:  # a missed beat is retried; the lease has slack
+            log.warning("brain_run.lease_renew_failed", run_id=str(run_id), error=type(exc).__name__)
+
+
+async def _stop(heartbeat: asyncio.Task[None]) -> None:
+    heartbeat.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await heartbeat
 
 
 async def _get(session: AsyncSession, org_id: uuid.UUID, run_id: uuid.UUID) -> BrainRun:

@@ -16,11 +16,17 @@ from omnify.audit import service as audit
 from omnify.brain_runs import service
 from omnify.brain_runs.models import RunTrigger
 from omnify.core.db import Database, bind_tenant
+from omnify.jobs.base import OmnifyTask
 from omnify.jobs.celery_app import celery_app
 from omnify.notifications import runtime
 from omnify.settings import Settings
+from omnify.sync.tasks import locked_countdown
 
 RUN_CLIENT_TASK = "omnify.brain.run_client"
+#: Tries of a task that found its client's run live: the holder renews its lease while it
+#: lives, so a try after the lease lapsed only meets a live run if that run is busy - and
+#: then that run does the work: a few tries are enough.
+BUSY_RETRIES = 3
 
 
 async def _run_client(db: Database, org_id: uuid.UUID, client_id: uuid.UUID, trigger: RunTrigger,
@@ -31,14 +37,26 @@ async def _run_client(db: Database, org_id: uuid.UUID, client_id: uuid.UUID, tri
         return {"run_id": str(run.id), "status": run.status, "duration_ms": run.duration_ms, **run.outcome}
 
 
-@celery_app.task(name=RUN_CLIENT_TASK)
-def run_client(org_id: str, client_id: str, trigger: str = RunTrigger.SYNC.value) -> dict[str, Any]:
-    """One client's run (after a sync). Failures are retried by the task base (the run is recorded failed)."""
+@celery_app.task(name=RUN_CLIENT_TASK, bind=True)
+def run_client(self: OmnifyTask, org_id: str, client_id: str, trigger: str = RunTrigger.SYNC.value) -> dict[str, Any]:
+    """One client's run (after a sync). Failures are retried by the task base (the run is recorded failed).
+
+    A client with a live run (its lease renewed) is tried again once that lease lapses:
+    when the holder was a worker that died mid-run (this very message, redelivered after
+    a SIGKILL), nothing renews it any more, so the retry closes the dead run as abandoned
+    and redoes the run (docs/operations.md, "Brain run leases"). If the holder was alive,
+    it finished meanwhile and the retry runs once more on the same data: a no-op merge."""
 
     async def work(db: Database, settings: Settings) -> dict[str, Any]:
         return await _run_client(db, uuid.UUID(org_id), uuid.UUID(client_id), RunTrigger(trigger), settings)
 
-    return runtime.run(work)
+    try:
+        return runtime.run(work)
+    except service.RunBusy as busy:
+        if self.request.called_directly or self.request.retries >= BUSY_RETRIES:
+            return {"status": "skipped", "reason": "busy", "lease_remaining_s": round(busy.lease_remaining, 3)}
+        raise self.retry(countdown=locked_countdown(busy.lease_remaining), max_retries=BUSY_RETRIES,
+                         headers=dict(self.request.headers or {})) from None
 
 
 async def sweep(db: Database) -> list[tuple[uuid.UUID, uuid.UUID]]:

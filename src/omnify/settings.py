@@ -183,6 +183,13 @@ class Settings(BaseSettings):
     # Test only: seconds a brain run sleeps between its load and its merge, so a test can
     # kill its worker mid-run. 0 (the default) everywhere else.
     brain_run_test_pause_seconds: float = Field(0.0, ge=0)
+    # A rule evaluation still 'running' this many seconds after it started was left by a
+    # worker that died: the redelivered task closes it as abandoned and redoes the slot
+    # (docs/operations.md, "Rule evaluations whose worker died"). Longer than any evaluation.
+    rule_evaluation_lease_seconds: float = Field(600.0, ge=1)
+    # Test only: seconds a rule evaluation sleeps after acting, before it records its
+    # result, so a test can kill its worker mid-run. 0 (the default) everywhere else.
+    rule_evaluation_test_pause_seconds: float = Field(0.0, ge=0)
     sync_batch_size: int = Field(1000, ge=1)
     sync_metrics_chunk_days: int = Field(30, ge=1)
     sync_shop_overlap_seconds: float = Field(3600.0, ge=0)

@@ -38,6 +38,11 @@ async def pending_for_recommendation(session: AsyncSession, org_id: uuid.UUID, r
         Action.status == ActionStatus.PENDING_APPROVAL.value).limit(1))
 
 
+async def latest_for_recommendation(session: AsyncSession, org_id: uuid.UUID, rec_id: uuid.UUID) -> Action | None:
+    return await session.scalar(select(Action).where(Action.org_id == org_id, Action.recommendation_id == rec_id)
+                                .order_by(Action.created_at.desc()).limit(1))
+
+
 async def applied_since(
     session: AsyncSession, org_id: uuid.UUID, client_id: uuid.UUID, since: datetime
 ) -> Sequence[Action]:

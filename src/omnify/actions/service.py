@@ -105,6 +105,11 @@ async def get(session: AsyncSession, org_id: uuid.UUID, action_id: uuid.UUID) ->
     return row
 
 
+async def latest_for_recommendation(session: AsyncSession, org_id: uuid.UUID, rec_id: uuid.UUID) -> Action | None:
+    """The newest action taken on a recommendation (an automation redoing its work looks here first)."""
+    return await repository.latest_for_recommendation(session, org_id, rec_id)
+
+
 async def list_actions(
     session: AsyncSession, org_id: uuid.UUID, params: PageParams, *, client_id: uuid.UUID | None = None,
     status: str | None = None, recommendation_id: uuid.UUID | None = None,

@@ -63,6 +63,11 @@ async def claim_slot(session: AsyncSession, values: dict[str, Any]) -> bool:
     return await insert_once(session, RuleEvaluation, values, ["rule_id", "slot"])
 
 
+async def evaluation_of_slot(session: AsyncSession, rule_id: uuid.UUID, slot: str) -> RuleEvaluation | None:
+    return await session.scalar(select(RuleEvaluation).where(RuleEvaluation.rule_id == rule_id,
+                                                             RuleEvaluation.slot == slot))
+
+
 async def get_evaluation(session: AsyncSession, org_id: uuid.UUID, evaluation_id: uuid.UUID) -> RuleEvaluation | None:
     return await session.scalar(select(RuleEvaluation).where(RuleEvaluation.org_id == org_id,
                                                              RuleEvaluation.id == evaluation_id))

@@ -25,10 +25,11 @@ not do by hand, and a rule whose author left the organization stops acting.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from omnify.actions import service as actions
+from omnify.actions.models import ActionStatus
 from omnify.analytics import synced
 from omnify.audit import service as audit
 from omnify.clients import service as clients
@@ -74,6 +76,8 @@ MAX_RECORDED_ENTITIES = 500
 #: Lifetime windows read at most this much history (the analytics range limit).
 LIFETIME_DAYS = 730
 RUN_TASK = "omnify.rules.run_rule"
+#: The error of an evaluation closed because its worker died mid-run.
+ABANDONED_ERROR = "abandoned: the worker running it stopped before it finished; the slot was evaluated again"
 FIRED_EVENT = "rule.fired"
 GUARDRAIL_EVENT = "guardrail.hit"
 
@@ -448,6 +452,18 @@ async def _act(
     rec = await recommendations.by_dedupe_key(session, org_id, cr.client_id, finding.dedupe_key)
     assert rec is not None
     rec_id = rec.id
+    previous = None if recommend else await actions.latest_for_recommendation(session, org_id, rec_id)
+    if previous is not None and previous.status == ActionStatus.APPLYING.value:
+        # Its worker died in the middle of the platform calls: what the platform did is
+        # unknown, so it is not applied again; the action is left for an operator.
+        return {"outcome": FiringOutcome.FAILED.value, "action_id": str(previous.id), "recommendation_id": str(rec_id),
+                "reason": "interrupted: the worker applying it stopped mid-apply; not applied again"}
+    if previous is not None and previous.status in (ActionStatus.APPLIED.value, ActionStatus.PENDING_APPROVAL.value):
+        # Applied (or sent for approval) by an earlier evaluation of this slot whose worker
+        # died: the recommendation is keyed on the slot, so the redo finds it: not twice.
+        outcome = (FiringOutcome.APPLIED if previous.status == ActionStatus.APPLIED.value
+                   else FiringOutcome.PENDING_APPROVAL)
+        return {"outcome": outcome.value, "action_id": str(previous.id), "recommendation_id": str(rec_id)}
     if recommend:
         return {"outcome": FiringOutcome.RECOMMENDED.value, "recommendation_id": str(rec_id)}
     try:
@@ -477,14 +493,21 @@ async def run_rule(
     rule = await get(session, org_id, rule_id)
     definition = RuleDefinition.model_validate(rule.definition)
     evaluation_id = uuid.uuid4()
-    claimed = await repository.claim_slot(session, {
+    values = {
         "id": evaluation_id, "org_id": org_id, "rule_id": rule.id, "rule_version": rule.version,
         "trigger": trigger.value, "slot": slot[:120], "dry_run": rule.dry_run,
         "status": EvaluationStatus.RUNNING.value, "started_at": now, "as_of": {}, "matched": 0, "acted": 0,
-        "skipped": 0, "failed": 0, "entities": []})
+        "skipped": 0, "failed": 0, "entities": []}
+    claimed = await repository.claim_slot(session, values)
     if not claimed:
         await session.rollback()
-        return None
+        if not await _close_abandoned(session, rule_id, slot[:120], settings.rule_evaluation_lease_seconds):
+            return None
+        rule = await get(session, org_id, rule_id)  # expired by the rollback
+        claimed = await repository.claim_slot(session, values)
+        if not claimed:  # another delivery took the slot over first
+            await session.rollback()
+            return None
     await session.commit()
     evaluation = await repository.get_evaluation(session, org_id, evaluation_id)
     assert evaluation is not None
@@ -492,7 +515,7 @@ async def run_rule(
         await _run(session, settings, org_id, rule, definition, evaluation, now, client_ids, cache)
     except Exception as exc:  # recorded on the evaluation; the next slot runs normally
         await session.rollback()
-        log.error("rules.run_failed", rule_id=str(rule.id), error=f"{type(exc).__name__}: {exc}"[:300])
+        log.error("rules.run_failed", rule_id=str(rule_id), error=f"{type(exc).__name__}: {exc}"[:300])
         evaluation = await repository.get_evaluation(session, org_id, evaluation_id)
         rule = await get(session, org_id, rule_id)
         assert evaluation is not None
@@ -501,6 +524,44 @@ async def run_rule(
         rule.last_run_at, rule.last_status = now, EvaluationStatus.FAILED.value
         await session.commit()
     return evaluation
+
+
+class EvaluationBusy(Conflict):
+    """This slot's evaluation is still within its lease: it may be alive."""
+
+    def __init__(self, lease_remaining: float) -> None:
+        super().__init__("This rule slot is being evaluated.")
+        #: Seconds until that evaluation counts as abandoned.
+        self.lease_remaining = lease_remaining
+
+
+async def _close_abandoned(session: AsyncSession, rule_id: uuid.UUID, slot: str, lease: float) -> bool:
+    """The slot's evaluation is taken: ``True`` if it was left ``running`` by a worker that
+    died (older than the lease) and is now closed as failed, ``abandoned: ...``, under a
+    renamed slot so the slot can be evaluated again; ``False`` if it finished.
+
+    Raises :class:`EvaluationBusy` while a running evaluation is within its lease: the
+    redelivered task of a killed worker meets its own dead evaluation here and retries
+    once the lease lapsed. What the dead evaluation committed is met again by the redo:
+    its recommendations by their dedupe key (rule, slot, entity), its applied actions
+    through their recommendation (see :func:`_act`); ``rule.fired`` and its e-mails were
+    not sent, they commit with the evaluation's result."""
+    dead = await repository.evaluation_of_slot(session, rule_id, slot)
+    if dead is None or dead.status != EvaluationStatus.RUNNING.value:
+        await session.rollback()
+        return False
+    now = utcnow()
+    started = dead.started_at if dead.started_at.tzinfo else dead.started_at.replace(tzinfo=UTC)
+    remaining = lease - (now - started).total_seconds()
+    if remaining > 0:
+        await session.rollback()
+        raise EvaluationBusy(remaining)
+    dead.slot = f"{slot[:80]}~abandoned~{dead.id.hex[:12]}"
+    dead.status, dead.finished_at = EvaluationStatus.FAILED.value, now
+    dead.error = ABANDONED_ERROR
+    await session.commit()
+    log.warning("rules.evaluation_abandoned", rule_id=str(rule_id), evaluation_id=str(dead.id))
+    return True
 
 
 async def _run(
@@ -539,6 +600,8 @@ async def _run(
                     acted += 1
                     fired_by_client.setdefault(cr.client_id, []).append(view)
             records.append(view)
+    if settings.rule_evaluation_test_pause_seconds:  # test only: a kill lands after the actions
+        await asyncio.sleep(settings.rule_evaluation_test_pause_seconds)
     await session.refresh(evaluation)
     await session.refresh(rule)
     for firing in firings:
@@ -683,9 +746,12 @@ async def _run_due_rule(session: AsyncSession, settings: Settings, org_id: uuid.
     await session.commit()
     ran = 0
     for slot in slots:
-        done = await run_rule(session, settings, org_id, rule_id, trigger=Trigger.SCHEDULE, slot=slot.key, now=now,
-                              client_ids=list(slot.client_ids) if definition.schedule.every == "1d" else None,
-                              cache=cache)
+        try:
+            done = await run_rule(session, settings, org_id, rule_id, trigger=Trigger.SCHEDULE, slot=slot.key,
+                                  now=now, client_ids=list(slot.client_ids) if definition.schedule.every == "1d"
+                                  else None, cache=cache)
+        except EvaluationBusy:  # another sweep is on this slot
+            continue
         ran += done is not None
     return ran
 

@@ -5,6 +5,7 @@ Imported by the test modules of this directory (pytest puts the directory on sys
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,6 +63,27 @@ def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, interval:
 
 
 # ------------------------------------------------------------------------------ brokers
+async def until(predicate: Callable[[], Awaitable[T]], *, timeout: float, what: str, interval: float = 0.1) -> T:
+    """The async :func:`wait_for`: poll ``predicate`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def pool_child(worker: WorkerProcess) -> int:
+    """The pid of a prefork worker's (first) pool child, the process that runs the tasks."""
+    assert worker.proc is not None
+    pid = worker.proc.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert children, "the prefork worker has no pool child"
+    return int(children[0])
+
+
 def broker_url_or_skip(name: str) -> str | None:
     """URL for the broker under test (None = embedded SQLite), or skip if it is down."""
     if name == "sqlite":

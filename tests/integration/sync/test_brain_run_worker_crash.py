@@ -37,9 +37,9 @@ from omnify.settings import Settings
 from omnify.sync.tasks import LOCKED_SLACK_SECONDS
 from tests.conftest import DatabaseUrls
 from tests.integration.connections.conn_support import HISTORY_DAYS, META_SMALL, Env, Sandboxes, new_team, open_env
-from tests.integration.jobs.jobs_testlib import WorkerProcess
+from tests.integration.jobs.jobs_testlib import WorkerProcess, pool_child, until
 from tests.integration.sync.sync_support import connected, run
-from tests.integration.sync.test_sync_worker_crash import pool_child, until, worker_jobs_env
+from tests.integration.sync.test_sync_worker_crash import worker_jobs_env
 
 pytestmark = [pytest.mark.slow]
 

@@ -11,7 +11,6 @@ backfill finished from its cursors, and the rows equal to a fault-free run's.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -30,7 +29,7 @@ from omnify.jobs.celery_app import create_celery_app
 from omnify.sync.models import SyncRun
 from omnify.sync.tasks import LOCKED_SLACK_SECONDS
 from tests.integration.connections.conn_support import META_MID, SYNC_TABLES, Env, new_team
-from tests.integration.jobs.jobs_testlib import JobsEnv, WorkerProcess, broker_url_or_skip
+from tests.integration.jobs.jobs_testlib import JobsEnv, WorkerProcess, broker_url_or_skip, pool_child, until
 from tests.integration.sync.sync_support import connected, connection_view, run
 
 pytestmark = [pytest.mark.slow]
@@ -74,14 +73,6 @@ def worker_jobs_env(env: Env, tmp: Path, broker: str) -> JobsEnv:
                    extra_env=extra)
 
 
-def pool_child(worker: WorkerProcess) -> int:
-    assert worker.proc is not None
-    pid = worker.proc.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    assert children, "the prefork worker has no pool child"
-    return int(children[0])
-
-
 async def content(env: Env, connection_id: str) -> dict[str, list[tuple[Any, ...]]]:
     """The platform's data as one connection holds it: every synced table, without the
     columns local to that connection (ids, timestamps of our writes), sorted."""
@@ -108,17 +99,6 @@ async def runs(env: Env, connection_id: str) -> list[SyncRun]:
     async with env.owner_db.sessionmaker() as session:
         stmt = select(SyncRun).where(SyncRun.connection_id == uuid.UUID(connection_id)).order_by(SyncRun.started_at)
         return list((await session.scalars(stmt)).all())
-
-
-async def until(predicate: Any, *, timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ from omnify.webhooks import service
 from omnify.webhooks.config import WebhookConfig
 from omnify.webhooks.models import WebhookAttempt, WebhookDelivery
 from tests.factories import Account
-from tests.integration.jobs.jobs_testlib import JobsEnv, WorkerProcess
+from tests.integration.jobs.jobs_testlib import JobsEnv, WorkerProcess, pool_child, until
 
 pytestmark = [pytest.mark.slow]
 
@@ -140,25 +140,6 @@ def jobs_env(settings: Settings, tmp: Path) -> JobsEnv:
     return JobsEnv(broker="sqlite", broker_url=f"sqla+sqlite:///{(tmp / 'broker.db').resolve()}",
                    database_url=settings.database_url or "", data_dir=settings.data_dir,
                    queue=f"omnify-webhook-crash-{uuid.uuid4().hex[:8]}", extra_env=extra)
-
-
-def pool_child(worker: WorkerProcess) -> int:
-    assert worker.proc is not None
-    pid = worker.proc.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    assert children, "the prefork worker has no pool child"
-    return int(children[0])
-
-
-async def until(predicate: Any, *, timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 async def delivery_row(database: Database, org_id: str, delivery_id: uuid.UUID) -> WebhookDelivery:

@@ -446,17 +446,18 @@ async def send_due(sessionmaker: async_sessionmaker[AsyncSession], settings: Set
         async with sessionmaker() as session:
             await bind_tenant(session, org_id)
             for row in await repository.enabled_schedules(session, org_id):
+                schedule_id = row.id  # read now: a rollback below expires the row
                 try:
                     client = await clients.get_live_client(session, org_id, row.client_id)
                     period = due_period(row, client.timezone, now)
                     if period[0] == row.last_period or period[3] < row.created_at:
                         continue  # sent already, or due before the schedule existed
                     total += await send_schedule(session, settings, row, client, period)
-                except NotFound:
-                    continue
+                except (NotFound, clients.ClientArchived):
+                    continue  # an archived client gets no reports until it is restored
                 except Exception as exc:  # one schedule's failure must not stop the others
                     await session.rollback()
-                    log.error("reports.send_failed", schedule_id=str(row.id),
+                    log.error("reports.send_failed", schedule_id=str(schedule_id),
                               error=f"{type(exc).__name__}: {exc}"[:300])
     return total
 

@@ -122,6 +122,9 @@ def _age(storage: Storage, key: str, seconds: float) -> bool:
     return True
 
 
+# The sweep compares object modification times (the filesystem's and S3's clocks, which a
+# clock-ahead run does not move) with Python's clock.
+@pytest.mark.server_clock
 async def test_sweep_deletes_only_objects_without_a_row_past_the_grace(
     http: httpx.AsyncClient, backend_settings: Settings, database: Database
 ) -> None:

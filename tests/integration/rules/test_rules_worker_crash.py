@@ -18,7 +18,6 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,14 +47,6 @@ WORKER_LOST_WAIT = 10.0
 #: the redelivery if later (docs/operations.md, "Rule evaluations whose worker died").
 BOUND = max(WORKER_LOST_WAIT, LEASE * 1.1 + LOCKED_SLACK_SECONDS)
 MARGIN = 10.0 + PAUSE
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.stop(graceful=False)
 
 
 async def evaluations(env: Env, rule_id: str) -> list[RuleEvaluation]:

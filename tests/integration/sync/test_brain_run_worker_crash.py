@@ -20,7 +20,7 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -66,14 +66,6 @@ async def env(boxes: Sandboxes, settings: Settings, db_urls: DatabaseUrls, datab
     async with open_env(boxes, settings, db_urls, database, owner_database,
                         sync_backfill_days=HISTORY_DAYS) as opened:
         yield opened
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.stop(graceful=False)
 
 
 async def brain_runs(env: Env, client_id: str) -> list[BrainRun]:

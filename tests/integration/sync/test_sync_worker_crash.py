@@ -16,7 +16,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,14 +98,6 @@ async def runs(env: Env, connection_id: str) -> list[SyncRun]:
     async with env.owner_db.sessionmaker() as session:
         stmt = select(SyncRun).where(SyncRun.connection_id == uuid.UUID(connection_id)).order_by(SyncRun.started_at)
         return list((await session.scalars(stmt)).all())
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.stop(graceful=False)
 
 
 @pytest.mark.parametrize(("broker", "kill"), [("sqlite", "child"), ("sqlite", "worker"), ("redis", "child")])

@@ -180,14 +180,6 @@ async def quiet_sweep(owner_database: Database) -> AsyncIterator[None]:
         await s.commit()
 
 
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.stop(graceful=False)
-
-
 @pytest.mark.parametrize("kill", ["worker", "child"])
 async def test_delivery_redone_once_after_worker_sigkill(
     client: httpx.AsyncClient, owner: Account, database: Database, settings: Settings, tmp_path: Path,

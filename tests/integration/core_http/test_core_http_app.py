@@ -9,11 +9,13 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 
 pytest.importorskip("omnify.auth.router", reason="domain routers not written yet")
 
@@ -185,9 +187,18 @@ def test_metrics_aggregate_all_workers_in_multiprocess_mode(tmp_path: Path) -> N
         probe.bind(("127.0.0.1", 0))
         metrics_port = probe.getsockname()[1]
     server = serve(tmp_path, workers=2, PROMETHEUS_MULTIPROC_DIR=str(multiproc), OMNIFY_METRICS_PORT=str(metrics_port))
+    sent = 0
     try:
-        for _ in range(20):  # a new connection each time, so both workers get traffic
-            assert httpx.get(server.base_url + "/api/v1/openapi.json", timeout=60).status_code == 200
+        # The kernel hands each new connection to whichever worker is waiting in accept(), so
+        # sequential requests may all land on one. Concurrent batches (a new connection each)
+        # until both workers have counted something: a counter file appears per process.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            while True:
+                codes = list(pool.map(lambda _: _get(server.base_url + "/api/v1/openapi.json"), range(8)))
+                assert codes == [200] * 8
+                sent += 8
+                if sent >= 400 or sum(1 for n in _served_per_worker(multiproc).values() if n) >= 2:
+                    break
         # Not on the API port without the scrape token; on the metrics port, every worker.
         assert httpx.get(server.base_url + "/metrics", timeout=10).status_code == 404
         text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
@@ -198,6 +209,24 @@ def test_metrics_aggregate_all_workers_in_multiprocess_mode(tmp_path: Path) -> N
         for line in text.splitlines()
         if line.startswith("omnify_http_requests_total{") and 'route="/api/v1/openapi.json"' in line
     )
-    assert float(line.rsplit(" ", 1)[1]) == 20.0
+    per_worker = _served_per_worker(multiproc)
+    assert len(per_worker) == 2 and all(per_worker.values()), f"not every worker served: {per_worker}"
+    assert sum(per_worker.values()) == sent
+    assert float(line.rsplit(" ", 1)[1]) == float(sent)  # the scrape sums both workers' files
     assert "omnify_up 1.0" in text
-    assert len(list(multiproc.glob("counter_*.db"))) == 2  # one file per worker process
+
+
+def _get(url: str) -> int:
+    return httpx.get(url, timeout=60).status_code
+
+
+def _served_per_worker(multiproc: Path) -> dict[str, float]:
+    """Requests to the OpenAPI route counted in each worker's own counter file (one per pid)."""
+    served: dict[str, float] = {}
+    for path in multiproc.glob("counter_*.db"):
+        served[path.name] = sum(
+            value
+            for key, value, *_ in MmapedDict.read_all_values_from_file(str(path))
+            if "omnify_http_requests_total" in key and "/api/v1/openapi.json" in key
+        )
+    return served

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from omnify.core.errors import Forbidden
+from omnify.core.security import constant_time_equals
 from omnify.settings import Settings
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -101,7 +102,8 @@ async def require_csrf(request: Request, settings: Settings) -> None:
         value = (await request.form()).get(CSRF_FIELD)
         submitted = value if isinstance(value, str) else None
     secret = request.cookies.get(cookie_policy(settings).csrf_name)
-    if not submitted or not secret or not hmac.compare_digest(
+    # Bytes, not str: compare_digest refuses a str with non-ASCII characters (a TypeError, a 500).
+    if not submitted or not secret or not constant_time_equals(
             submitted, _signature(settings, secret, session_cookie(request, settings))):
         raise CsrfFailed("The form's security token is missing or stale; reload the page and try again.")
     request.state.csrf_checked = True

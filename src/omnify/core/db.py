@@ -258,6 +258,16 @@ async def bind_tenant(session: AsyncSession, org_id: uuid.UUID | None, **extra: 
     await apply_tenant_now(session)
 
 
+async def open_sweep(session: AsyncSession, *tables: str) -> None:
+    """Let this transaction read ``tables`` across organizations (PostgreSQL RLS).
+
+    A sweep (the beat jobs that find due or interrupted rows of every tenant) names the
+    tables whose policies carry the ``app.sweep`` read clause; on SQLite there is no RLS.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT set_config('app.sweep', :t, true)"), {"t": ",".join(tables)})
+
+
 async def insert_once(session: AsyncSession, model: Any, values: dict[str, Any], keys: list[str]) -> bool:
     """INSERT ... ON CONFLICT (keys) DO NOTHING on either database; ``True`` if a row was
     inserted. The unique constraint decides, so concurrent callers cannot both win."""

@@ -65,6 +65,31 @@ class Conflict(AppError):
     status, code, title = 409, "conflict", "Conflict"
 
 
+class ConcurrentChange(Conflict):
+    """Another request changed or deleted the row this one was saving (an UPDATE matched no
+    row: SQLAlchemy's StaleDataError). Nothing of this request was saved; a reload shows the
+    row as it is now."""
+
+    code, title = "concurrent-change", "Changed meanwhile"
+
+
+def as_app_error(exc: BaseException) -> AppError | None:
+    """The client's view of an error raised below the services, or None (a bug: a 500)."""
+    if isinstance(exc, AppError):
+        return exc
+    from sqlalchemy.orm.exc import StaleDataError
+
+    if isinstance(exc, StaleDataError):
+        return ConcurrentChange("It was changed or deleted by another request meanwhile; reload and try again.")
+    from sqlalchemy.exc import IntegrityError
+
+    if isinstance(exc, IntegrityError):
+        # The services validate what they write, so a constraint that still fails means another
+        # request got there first (a parent deleted, the same unique value taken meanwhile).
+        return ConcurrentChange("It conflicts with a change another request made meanwhile; reload and try again.")
+    return None
+
+
 class Gone(AppError):
     status, code, title = 410, "gone", "Gone"
 
@@ -230,8 +255,17 @@ def install_error_handlers(app: FastAPI) -> None:
             return _database_unavailable(request, exc)
         raise exc
 
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+    from sqlalchemy.orm.exc import StaleDataError
 
+    async def _stale(request: Request, exc: StaleDataError | IntegrityError) -> JSONResponse:
+        log.warning("concurrent_change", error_type=type(exc).__name__, error=str(exc).splitlines()[0][:300])
+        converted = as_app_error(exc)
+        assert converted is not None
+        return await _app_error(request, converted)
+
+    app.add_exception_handler(StaleDataError, _stale)  # type: ignore[arg-type]
+    app.add_exception_handler(IntegrityError, _stale)  # type: ignore[arg-type]
     app.add_exception_handler(DBAPIError, _database_or_socket_error)  # type: ignore[arg-type]
     # A refused connect surfaces as the socket's own error (ConnectionRefusedError, TimeoutError).
     app.add_exception_handler(OSError, _database_or_socket_error)  # type: ignore[arg-type]

@@ -63,6 +63,21 @@ async def csrf_guard(request: Request, settings: SettingsDep) -> None:
     await browser.require_csrf(request, settings)
 
 
+async def roll_back(request: Request, session: AsyncSession, user: User | None = None) -> None:
+    """Undo a refused write and keep the page that explains it renderable.
+
+    A rollback expires every object the session loaded. The error page then reads the
+    signed-in user (its shell) and the browser-session row (the remembered organization);
+    an expired attribute would load lazily, which async SQLAlchemy cannot do (MissingGreenlet:
+    a 500 instead of the form's 422, found by the web scan). Both are read again here, in the
+    new transaction (which re-applies the tenant binding).
+    """
+    await session.rollback()
+    for obj in (user, getattr(request.state, "browser_session", None)):
+        if obj is not None and obj in session:
+            await session.refresh(obj)
+
+
 async def _orgs(session: AsyncSession, user: User) -> list[OrgLink]:
     return [OrgLink(id=o, name=n, role=r) for o, n, _s, r in await auth_service.memberships(session, user)]
 

@@ -14,12 +14,14 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from omnify.core import browser
-from omnify.core.errors import AppError
+from omnify.core.errors import AppError, as_app_error
 from omnify.web.deps import login_url
 from omnify.web.templating import render
 
@@ -35,8 +37,9 @@ TITLES = {400: "Bad request", 401: "Sign-in required", 403: "Not allowed", 404: 
 
 def describe(exc: Exception) -> tuple[int, str, str, dict[str, str]]:
     """(status, title, detail, headers) of an exception, as the JSON handlers see it."""
-    if isinstance(exc, AppError):
-        return exc.status, exc.title, exc.detail, dict(exc.headers)
+    app_error = as_app_error(exc)
+    if app_error is not None:
+        return app_error.status, app_error.title, app_error.detail, dict(app_error.headers)
     if isinstance(exc, RequestValidationError):
         fields = ", ".join(sorted({".".join(str(p) for p in e.get("loc", ())[1:]) or "request"
                                    for e in exc.errors()}))
@@ -68,7 +71,7 @@ def problem_page(request: Request, exc: Exception) -> Response:
 def _negotiating(original: Handler) -> Handler:
     async def handler(request: Request, exc: Any) -> Response:
         if browser.prefers_html(request) or browser.is_htmx(request):
-            if not isinstance(exc, AppError | RequestValidationError | StarletteHTTPException):
+            if as_app_error(exc) is None and not isinstance(exc, RequestValidationError | StarletteHTTPException):
                 log.exception("unhandled_error", error_type=type(exc).__name__)
             try:
                 return problem_page(request, exc)
@@ -82,7 +85,7 @@ def _negotiating(original: Handler) -> Handler:
 
 def install(app: FastAPI) -> None:
     """Wrap the problem+json handlers (call after :func:`install_error_handlers`)."""
-    for kind in (AppError, RequestValidationError, StarletteHTTPException, Exception):
+    for kind in (AppError, StaleDataError, IntegrityError, RequestValidationError, StarletteHTTPException, Exception):
         original = app.exception_handlers.get(kind)
         if original is not None:
             app.exception_handlers[kind] = _negotiating(original)

@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from omnify.core.db import bind_tenant, utcnow
+from omnify.core.db import bind_tenant, open_sweep, utcnow
 from omnify.core.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from omnify.core.logging import get_logger
 from omnify.integrations.shopify.webhooks import MANDATORY_PRIVACY_TOPICS
@@ -453,7 +453,7 @@ async def purge_processed(sessionmaker: async_sessionmaker[AsyncSession], config
     keep = max(retention_days * 86400, config.shopify_max_age * 2)
     cutoff = utcnow() - timedelta(seconds=keep)
     async with sessionmaker() as session:
-        await repository.open_sweep(session, "inbound_webhook_events")
+        await open_sweep(session, "inbound_webhook_events")
         result = await session.execute(
             delete(InboundEvent)
             .where(InboundEvent.received_at < cutoff,

@@ -3,7 +3,7 @@
 Row-level security: every table is tenant-owned. Background sweeps (due deliveries,
 unprocessed inbound events, the dead-letter gauge) must read across organizations, so
 their tables' read policy also admits a transaction that set
-``app.sweep`` to a list naming the table (see :func:`omnify.webhooks.repository.open_sweep`). The
+``app.sweep`` to a list naming the table (see :func:`omnify.core.db.open_sweep`). The
 flag is transaction-local and opens that one table for reads and retention deletes only:
 an INSERT or UPDATE must still produce rows matching ``app.org_id`` (the policies' WITH
 CHECK), so a sweep binds each row's organization before changing it. The

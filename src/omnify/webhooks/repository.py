@@ -2,7 +2,7 @@
 
 Tenant methods take ``org_id``. The exceptions, each named ``sweep_*`` or ``*_for_receiver``,
 are the cross-tenant reads of background sweeps and of the inbound receiver; on
-PostgreSQL they work only inside :func:`open_sweep` / :func:`bind_inbound_source`, which
+PostgreSQL they work only inside :func:`omnify.core.db.open_sweep` / :func:`bind_inbound_source`, which
 open exactly one table (or one row) for the current transaction.
 """
 
@@ -17,7 +17,7 @@ from sqlalchemy import CursorResult, func, or_, select, text, update
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from omnify.core.db import insert_once
+from omnify.core.db import insert_once, open_sweep
 from omnify.core.pagination import PageParams, keyset
 from omnify.webhooks.models import (
     STANDARD,
@@ -34,12 +34,6 @@ from omnify.webhooks.models import (
 
 def _is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
-
-
-async def open_sweep(session: AsyncSession, *tables: str) -> None:
-    """Let this transaction read ``tables`` across organizations (PostgreSQL RLS)."""
-    if _is_postgres(session):
-        await session.execute(text("SELECT set_config('app.sweep', :t, true)"), {"t": ",".join(tables)})
 
 
 async def bind_inbound_source(session: AsyncSession, source_id: uuid.UUID) -> None:

@@ -21,7 +21,7 @@ from omnify.core.deps import SessionDep, SettingsDep, request_meta
 from omnify.core.errors import AppError
 from omnify.orgs import service as org_service
 from omnify.settings import Settings
-from omnify.web.deps import MaybeUser, WebUser, csrf_guard, safe_next, user_shell
+from omnify.web.deps import MaybeUser, WebUser, csrf_guard, roll_back, safe_next, user_shell
 from omnify.web.forms import app_error_fields, form_data, parse
 from omnify.web.templating import render
 
@@ -110,7 +110,7 @@ async def signup(request: Request, session: SessionDep, settings: SettingsDep) -
                 name=body.name, organization_name=body.organization_name)
             await session.commit()
         except AppError as exc:
-            await session.rollback()
+            await roll_back(request, session)
             errors, error = app_error_fields(exc), exc.detail
         else:
             assert org is not None
@@ -189,7 +189,7 @@ async def accept_invitation(request: Request, session: SessionDep, user: WebUser
         membership = await org_service.accept_invitation(session, user, actor_for(request, Principal(user=user)),
                                                          token)
     except AppError as exc:
-        await session.rollback()
+        await roll_back(request, session, user)
         return await _invitation_page(request, session, user, token, error=exc.detail, status=exc.status)
     return redirect(f"/orgs/{membership.org_id}?flash=invitation-accepted")
 
@@ -211,7 +211,7 @@ async def invitation_signup(request: Request, session: SessionDep, settings: Set
         membership = await org_service.accept_invitation(session, user, actor_for(request, Principal(user=user)),
                                                          token)
     except AppError as exc:
-        await session.rollback()
+        await roll_back(request, session)
         return await _invitation_page(request, session, None, token, errors=app_error_fields(exc), values=values,
                                       error=exc.detail, status=exc.status)
     token_value = await browser_sessions.start(session, settings, user, request_meta(request),

@@ -14,7 +14,7 @@ from omnify.clients.schemas import ClientCreateIn
 from omnify.core.errors import AppError
 from omnify.core.pagination import PageParams, page_params, paginate_rows
 from omnify.onboarding import service as onboarding
-from omnify.web.deps import ClientsReader, ClientsWriter, csrf_guard, org_shell
+from omnify.web.deps import ClientsReader, ClientsWriter, csrf_guard, org_shell, roll_back
 from omnify.web.forms import app_error_fields, form_data, parse
 from omnify.web.templating import render
 
@@ -55,7 +55,7 @@ async def create_client(request: Request, ctx: ClientsWriter) -> Response:
         try:
             client = await clients.create_client(ctx.session, ctx.org_id, ctx.actor, body)
         except AppError as exc:
-            await ctx.session.rollback()
+            await roll_back(request, ctx.session, ctx.principal.user)
             errors = app_error_fields(exc) or {"company_name": exc.detail}
         else:
             return RedirectResponse(f"/orgs/{ctx.org_id}/clients/{client.id}/onboarding?flash=client-created",

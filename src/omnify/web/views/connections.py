@@ -26,7 +26,7 @@ from omnify.core.pagination import PageParams
 from omnify.credentials.platforms import Platform as CredentialPlatform
 from omnify.integrations.base import Platform
 from omnify.sync import service as sync
-from omnify.web.deps import ClientsReader, ConnectionsManager, csrf_guard, org_shell
+from omnify.web.deps import ClientsReader, ConnectionsManager, csrf_guard, org_shell, roll_back
 from omnify.web.forms import app_error_fields, form_lists, validation_errors
 from omnify.web.templating import render
 
@@ -109,7 +109,7 @@ async def save_accounts(request: Request, client_id: uuid.UUID, platform: Creden
     except AppError as exc:
         if exc.status >= 500 or isinstance(exc, NotFound):
             raise
-        await ctx.session.rollback()
+        await roll_back(request, ctx.session, ctx.principal.user)
         return await _connected_page(request, ctx, client_id, platform, status=exc.status,
                                      errors=app_error_fields(exc) or {"account_ids": exc.detail})
     back = (f"/orgs/{ctx.org_id}/clients/{client_id}/onboarding" if next_page == "onboarding"

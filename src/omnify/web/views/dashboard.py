@@ -133,7 +133,7 @@ async def sync_now(client_id: uuid.UUID, platform: CredentialPlatform, ctx: Conn
     try:
         await sync.request_sync(ctx.session, ctx.org_id, ctx.actor, client_id, Platform(platform.value))
     except Conflict:  # not connected, or no account picked: the page says what to do
-        await ctx.session.rollback()
+        await ctx.session.rollback()  # a redirect follows: nothing of this session is rendered
         return RedirectResponse(f"/orgs/{ctx.org_id}/clients/{client_id}/{page}?flash=sync-refused",
                                 status_code=303)
     return RedirectResponse(f"/orgs/{ctx.org_id}/clients/{client_id}/{page}?flash=sync-queued", status_code=303)

@@ -27,7 +27,7 @@ from omnify.credentials.platforms import Platform
 from omnify.files import service as files
 from omnify.onboarding import service as onboarding
 from omnify.onboarding.schemas import OnboardingIn
-from omnify.web.deps import ClientsReader, ClientsWriter, csrf_guard, org_shell
+from omnify.web.deps import ClientsReader, ClientsWriter, csrf_guard, org_shell, roll_back
 from omnify.web.forms import app_error_fields, form_data, form_lists, parse
 from omnify.web.templating import render
 from omnify.web.views.connections import authorize_url
@@ -130,7 +130,7 @@ async def _update(request: Request, ctx: Any, settings: Any, client_id: uuid.UUI
         except AppError as exc:
             if exc.status >= 500 or exc.status == 404:
                 raise
-            await ctx.session.rollback()
+            await roll_back(request, ctx.session, ctx.principal.user)
             errors = app_error_fields(exc) or {"form": exc.detail}
         else:
             return RedirectResponse(_url(ctx.org_id, client_id, nxt), status_code=303)
@@ -178,7 +178,7 @@ async def save_idea(request: Request, client_id: uuid.UUID, ctx: ClientsWriter, 
         except AppError as exc:
             if exc.status >= 500 or exc.status == 404:
                 raise
-            await ctx.session.rollback()
+            await roll_back(request, ctx.session, ctx.principal.user)
             errors = app_error_fields(exc) or {"title": exc.detail}
         else:
             return RedirectResponse(f"/orgs/{ctx.org_id}/clients/{client_id}/onboarding?flash=idea-saved",

@@ -90,8 +90,12 @@ async def rule_list(request: Request, ctx: RecsReader) -> Response:
 async def from_template(request: Request, ctx: RulesManager) -> Response:
     data = await form_data(request)
     client = data.get("client_id") or ""
+    try:
+        scope = [uuid.UUID(client)] if client else []
+    except ValueError:
+        raise UnprocessableEntity("Pick the client from the list (client_id is not an id).") from None
     rule = await rules.create_from_template(ctx.session, ctx.org_id, ctx.actor, data.get("template", ""), None,
-                                            [uuid.UUID(client)] if client else [])
+                                            scope)
     return RedirectResponse(f"/orgs/{ctx.org_id}/rules/{rule.id}?flash=rule-created", status_code=303)
 
 

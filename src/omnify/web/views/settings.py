@@ -25,6 +25,7 @@ from omnify.web.deps import (
     Shell,
     csrf_guard,
     org_shell,
+    roll_back,
 )
 from omnify.web.forms import app_error_fields, form_data, form_lists, parse
 from omnify.web.templating import render
@@ -66,7 +67,7 @@ async def invite(request: Request, ctx: Inviter, settings: SettingsDep) -> Respo
         try:
             await orgs.invite(ctx.session, settings, ctx.org_id, ctx.role, ctx.actor, email=body.email, role=body.role)
         except AppError as exc:
-            await ctx.session.rollback()
+            await roll_back(request, ctx.session, ctx.principal.user)
             errors = app_error_fields(exc) or {"email": exc.detail}
         else:
             return _back(ctx.org_id, "team", "invitation-sent")

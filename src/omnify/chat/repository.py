@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,8 +19,21 @@ def add(session: AsyncSession, obj: object) -> None:
     session.add(obj)
 
 
-async def delete(session: AsyncSession, obj: object) -> None:
-    await session.delete(obj)
+async def delete(session: AsyncSession, obj: ChatConnection | ChatChannel | ChatRoute) -> bool:
+    """Delete ``obj``'s row now; False when a concurrent request deleted it first.
+
+    A DELETE by primary key rather than ``session.delete``: two requests removing the same
+    channel at once both load it, and the ORM's flush would let the second "succeed" (a
+    warning, a second audit entry, a 204). The row count tells the caller to answer 404."""
+    model = type(obj)
+    result = await session.execute(sa_delete(model).where(model.id == obj.id)
+                                   .execution_options(synchronize_session=False))
+    session.expunge(obj)
+    return (getattr(result, "rowcount", 0) or 0) == 1
+
+
+async def delete_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> None:
+    await session.delete(endpoint)
 
 
 async def connections(session: AsyncSession, org_id: uuid.UUID) -> Sequence[ChatConnection]:

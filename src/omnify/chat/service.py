@@ -150,7 +150,8 @@ async def delete_connection(session: AsyncSession, org_id: uuid.UUID, actor: Act
     conn = await get_connection(session, org_id, connection_id)
     for channel in await repository.channels(session, org_id, conn.id):
         await _drop_channel(session, org_id, channel)
-    await repository.delete(session, conn)
+    if not await repository.delete(session, conn):
+        raise NotFound("Chat connection not found.")
     await audit.record(session, org_id, actor, "chat_connection.deleted", target_type="chat_connection",
                        target_id=connection_id, changes={"kind": conn.kind, "name": conn.name})
     await session.commit()
@@ -158,9 +159,10 @@ async def delete_connection(session: AsyncSession, org_id: uuid.UUID, actor: Act
 
 async def _drop_channel(session: AsyncSession, org_id: uuid.UUID, channel: ChatChannel) -> None:
     endpoint = await webhooks.get_endpoint_of_kind(session, org_id, channel.endpoint_id, channel.kind)
-    await repository.delete(session, channel)
+    if not await repository.delete(session, channel):
+        raise NotFound("Chat channel not found.")
     if endpoint is not None:
-        await repository.delete(session, endpoint)
+        await repository.delete_endpoint(session, endpoint)
     await session.flush()
 
 
@@ -332,7 +334,8 @@ async def remove_route(session: AsyncSession, org_id: uuid.UUID, actor: Actor, r
     route = await repository.route(session, org_id, route_id)
     if route is None:
         raise NotFound("Route not found.")
-    await repository.delete(session, route)
+    if not await repository.delete(session, route):
+        raise NotFound("Route not found.")
     await audit.record(session, org_id, actor, "chat_route.removed", target_type="chat_route", target_id=route_id,
                        changes={"event_kind": route.event_kind, "client_id": route.client_key})
     await session.commit()

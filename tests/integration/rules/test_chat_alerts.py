@@ -16,13 +16,17 @@ import hmac
 import json
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from slack_sdk.models.blocks import ActionsBlock, Block, HeaderBlock, ImageBlock
+from sqlalchemy import select
+from sqlalchemy.exc import SAWarning
 
+from omnify.audit.models import AuditLog
 from omnify.core.db import Database, bind_tenant
 from omnify.recommendations import service as rec_service
 from omnify.webhooks import dispatcher
@@ -209,3 +213,26 @@ async def test_slack_app_install_picker_buttons_and_signed_clicks(
     assert unlinked.status_code == 200 and "Link your Slack account" in unlinked.json()["text"]
     undo = await env.api.post(synced.url("actions", actions[0]["id"], "undo"), headers=owner.headers)
     assert undo.status_code == 200
+
+
+async def test_removing_a_channel_takes_its_endpoint_and_routes_once(env: Env, synced: Synced,
+                                                                     slack_box: SlackServer) -> None:
+    owner = synced.team.owner
+    channel = (await env.api.post(url(synced, "connections"), headers=owner.headers, json={
+        "kind": "slack_webhook", "name": "#to-remove", "url": f"{slack_box.url}/hooks/remove-me"})).json()
+    route = await env.api.post(url(synced, "routes"), headers=owner.headers, json={
+        "channel_id": channel["id"], "event_kind": "rule_fired"})
+    assert route.status_code == 201, route.text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SAWarning)  # the ORM's "expected to delete 1 row, 0 matched" (CI's fuzz run)
+        both = await asyncio.gather(*(env.api.delete(url(synced, "channels", channel["id"]), headers=owner.headers)
+                                      for _ in range(2)))  # two removals at once: one wins, the other is told
+    assert sorted(r.status_code for r in both) == [204, 404], [r.text for r in both]
+    lost = next(r for r in both if r.status_code == 404)
+    assert lost.headers["content-type"].startswith("application/problem+json")
+    async with env.owner_db.sessionmaker() as session:
+        removed = (await session.scalars(select(AuditLog).where(AuditLog.action == "chat_channel.removed",
+                                                                 AuditLog.target_id == channel["id"]))).all()
+    assert len(removed) == 1  # one removal recorded, not two
+    routes = (await env.api.get(url(synced, "routes"), headers=owner.headers)).json()
+    assert channel["id"] not in {r["channel_id"] for r in routes}

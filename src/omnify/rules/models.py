@@ -6,6 +6,8 @@
   opened ``app.sweep`` for this table (as the webhook sweeps do).
 * ``rule_evaluations``: one row per run (scheduled, after a sync, manual, dry run), with
   every matched entity, the values that decided, and what was done or skipped and why.
+  A scheduled slot's row is written ``pending`` in the transaction that advances the
+  rule's ``next_run_at``, so a worker that dies before evaluating it loses nothing.
   ``(rule_id, slot)`` is unique: two workers (or a beat tick racing a sync trigger) that
   pick the same scheduled slot run it once.
 * ``rule_firings``: one row per entity acted on; the cooldown reads the latest per
@@ -34,6 +36,9 @@ class RuleStatus(enum.StrEnum):
 
 
 class EvaluationStatus(enum.StrEnum):
+    #: A scheduled slot recorded by the beat job when it advanced the rule's next run,
+    #: not started yet: a sweep starts it if the job's worker died first.
+    PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -83,7 +88,10 @@ class RuleEvaluation(IdMixin, TenantMixin, Base):
     __table_args__ = (
         UniqueConstraint("rule_id", "slot"),
         Index("ix_rule_evaluations_org_id_rule_id_started_at", "org_id", "rule_id", "started_at"),
+        Index("ix_rule_evaluations_status_started_at", "status", "started_at"),
     )
+    #: The beat sweep starts pending slots and redoes lapsed ones across organizations.
+    __rls_extra__ = sweep_clause("rules")
 
     rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rules.id", ondelete="CASCADE"))
     rule_version: Mapped[int]
@@ -103,6 +111,9 @@ class RuleEvaluation(IdMixin, TenantMixin, Base):
     #: [{entity, values, decision, outcome, reason, action_id, recommendation_id}], at most 500.
     entities: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     error: Mapped[str | None] = mapped_column(String(1000))
+    #: The clients a scheduled daily slot is for (their local day matched it); ``None``:
+    #: every client in the rule's scope. Kept so a sweep evaluates exactly that slot.
+    client_ids: Mapped[list[str] | None] = mapped_column(JSONType)
 
 
 class RuleFiring(IdMixin, TenantMixin, Base):

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from omnify.core.db import insert_once
+from omnify.core.db import insert_once, open_sweep
 from omnify.core.pagination import PageParams, keyset
-from omnify.rules.models import EntityLabel, Rule, RuleEvaluation, RuleFiring, RuleStatus
+from omnify.rules.models import EntityLabel, EvaluationStatus, Rule, RuleEvaluation, RuleFiring, RuleStatus, Trigger
 
 
 def add(session: AsyncSession, obj: object) -> None:
@@ -48,8 +48,7 @@ async def rules_after_sync(session: AsyncSession, org_id: uuid.UUID) -> Sequence
 
 async def sweep_due(session: AsyncSession, now: datetime, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """(rule id, org id) of active rules due by ``now``, across organizations."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT set_config('app.sweep', 'rules', true)"))
+    await open_sweep(session, "rules")
     rows = await session.execute(
         select(Rule.id, Rule.org_id)
         .where(Rule.status == RuleStatus.ACTIVE.value, Rule.next_run_at.is_not(None), Rule.next_run_at <= now)
@@ -61,6 +60,37 @@ async def sweep_due(session: AsyncSession, now: datetime, limit: int) -> list[tu
 async def claim_slot(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert the evaluation row; False when this rule already ran this slot."""
     return await insert_once(session, RuleEvaluation, values, ["rule_id", "slot"])
+
+
+async def start_pending(session: AsyncSession, rule_id: uuid.UUID, slot: str,
+                        values: dict[str, Any]) -> uuid.UUID | None:
+    """Turn the slot's ``pending`` evaluation into ``running`` with ``values``; its id, or
+    ``None`` if the slot has no pending evaluation (the WHERE on the status decides, so of
+    two workers that meet the same pending slot one starts it)."""
+    stmt = (update(RuleEvaluation)
+            .where(RuleEvaluation.rule_id == rule_id, RuleEvaluation.slot == slot,
+                   RuleEvaluation.status == EvaluationStatus.PENDING.value)
+            .values(**values).returning(RuleEvaluation.id)
+            .execution_options(synchronize_session=False))
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def sweep_unfinished(session: AsyncSession, lapsed_before: datetime,
+                           limit: int) -> list[tuple[uuid.UUID, uuid.UUID, str, str, list[str] | None, str]]:
+    """(org id, rule id, slot, trigger, client ids, rule status) of scheduled and sync-triggered
+    evaluations never started (``pending``) or ``running`` since before ``lapsed_before``
+    (their worker died), oldest first, across organizations."""
+    await open_sweep(session, "rules")
+    rows = await session.execute(
+        select(RuleEvaluation.org_id, RuleEvaluation.rule_id, RuleEvaluation.slot, RuleEvaluation.trigger,
+               RuleEvaluation.client_ids, Rule.status)
+        .join(Rule, Rule.id == RuleEvaluation.rule_id)
+        .where(RuleEvaluation.trigger.in_([Trigger.SCHEDULE.value, Trigger.SYNC.value]),
+               or_(RuleEvaluation.status == EvaluationStatus.PENDING.value,
+                   (RuleEvaluation.status == EvaluationStatus.RUNNING.value)
+                   & (RuleEvaluation.started_at < lapsed_before)))
+        .order_by(RuleEvaluation.started_at).limit(limit))
+    return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows.all()]
 
 
 async def evaluation_of_slot(session: AsyncSession, rule_id: uuid.UUID, slot: str) -> RuleEvaluation | None:

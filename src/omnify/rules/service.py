@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from omnify.actions import service as actions
@@ -455,7 +456,8 @@ async def _act(
     previous = None if recommend else await actions.latest_for_recommendation(session, org_id, rec_id)
     if previous is not None and previous.status == ActionStatus.APPLYING.value:
         # Its worker died in the middle of the platform calls: what the platform did is
-        # unknown, so it is not applied again; the action is left for an operator.
+        # unknown, so it is not applied again here; the actions reconciliation sweep
+        # (actions.service.reconcile_interrupted) settles it from what the platform shows.
         return {"outcome": FiringOutcome.FAILED.value, "action_id": str(previous.id), "recommendation_id": str(rec_id),
                 "reason": "interrupted: the worker applying it stopped mid-apply; not applied again"}
     if previous is not None and previous.status in (ActionStatus.APPLIED.value, ActionStatus.PENDING_APPROVAL.value):
@@ -482,6 +484,17 @@ async def _act(
     return {"outcome": outcome.value, "action_id": str(applied.action.id), "recommendation_id": str(rec_id)}
 
 
+async def _claim(session: AsyncSession, org_id: uuid.UUID, rule_id: uuid.UUID, values: dict[str, Any]) -> bool:
+    """Claim the slot; a rule deleted since it was read (a run-now racing its deletion: the
+    evaluation's foreign key fails) is the rule's 404, not a 500. Found by the web scan."""
+    try:
+        return await repository.claim_slot(session, values)
+    except IntegrityError:
+        await session.rollback()
+        await get(session, org_id, rule_id)  # NotFound when the rule is gone
+        raise
+
+
 async def run_rule(
     session: AsyncSession, settings: Settings, org_id: uuid.UUID, rule_id: uuid.UUID, *, trigger: Trigger,
     slot: str, now: datetime | None = None, client_ids: Sequence[str] | None = None,
@@ -497,17 +510,26 @@ async def run_rule(
         "id": evaluation_id, "org_id": org_id, "rule_id": rule.id, "rule_version": rule.version,
         "trigger": trigger.value, "slot": slot[:120], "dry_run": rule.dry_run,
         "status": EvaluationStatus.RUNNING.value, "started_at": now, "as_of": {}, "matched": 0, "acted": 0,
-        "skipped": 0, "failed": 0, "entities": []}
-    claimed = await repository.claim_slot(session, values)
+        "skipped": 0, "failed": 0, "entities": [],
+        "client_ids": [str(c) for c in client_ids] if client_ids else None}
+    claimed = await _claim(session, org_id, rule_id, values)
     if not claimed:
         await session.rollback()
-        if not await _close_abandoned(session, rule_id, slot[:120], settings.rule_evaluation_lease_seconds):
+        started = await repository.start_pending(session, rule_id, slot[:120], {
+            "rule_version": values["rule_version"], "dry_run": values["dry_run"],
+            "status": EvaluationStatus.RUNNING.value,
+            "started_at": utcnow()})  # the lease counts from the start, not from when it was due
+        if started is not None:  # the beat job recorded this slot: evaluate that row
+            evaluation_id = started
+            rule = await get(session, org_id, rule_id)  # expired by the rollback
+        elif not await _close_abandoned(session, rule_id, slot[:120], settings.rule_evaluation_lease_seconds):
             return None
-        rule = await get(session, org_id, rule_id)  # expired by the rollback
-        claimed = await repository.claim_slot(session, values)
-        if not claimed:  # another delivery took the slot over first
-            await session.rollback()
-            return None
+        else:
+            rule = await get(session, org_id, rule_id)  # expired by the rollback
+            claimed = await _claim(session, org_id, rule_id, values)
+            if not claimed:  # another delivery took the slot over first
+                await session.rollback()
+                return None
     await session.commit()
     evaluation = await repository.get_evaluation(session, org_id, evaluation_id)
     assert evaluation is not None
@@ -717,43 +739,97 @@ async def get_labels(session: AsyncSession, org_id: uuid.UUID, client_id: uuid.U
 # -------------------------------------------------------------------------------- sweeps
 async def run_due(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, *,
                   now: datetime | None = None, limit: int = 200) -> int:
-    """The beat job: every due slot of every active rule (one transaction chain per rule)."""
+    """The beat job: record every due slot of every active rule, then evaluate every slot
+    not evaluated yet; the number of evaluations run.
+
+    A due slot is written as a ``pending`` evaluation in the transaction that advances the
+    rule's ``next_run_at`` (:func:`_schedule_due_rule`), so advancing the schedule and
+    remembering the slot commit together. The slots are then evaluated from those rows
+    (:func:`sweep_unfinished`), which also picks up the pending slots and the lapsed
+    ``running`` evaluations a worker killed in an earlier tick left: a slot is lost by no
+    crash, and its row's unique ``(rule_id, slot)`` key lets one evaluation start it."""
     now = now or utcnow()
     async with sessionmaker() as session:
         due = await repository.sweep_due(session, now, limit)
         await session.rollback()
-    ran = 0
-    caches: dict[uuid.UUID, FrameCache] = {}
     for rule_id, org_id in due:
         async with sessionmaker() as session:
             try:
-                ran += await _run_due_rule(session, settings, org_id, rule_id, now,
-                                           caches.setdefault(org_id, FrameCache()))
+                await _schedule_due_rule(session, org_id, rule_id, now)
             except Exception as exc:  # one rule's failure must not stop the others
                 await session.rollback()
                 log.error("rules.due_failed", rule_id=str(rule_id), error=f"{type(exc).__name__}: {exc}"[:300])
-    return ran
+    if settings.rule_schedule_test_pause_seconds:  # test only: a kill lands between schedule and evaluation
+        await asyncio.sleep(settings.rule_schedule_test_pause_seconds)
+    return await sweep_unfinished(sessionmaker, settings, now=now, limit=limit)
 
 
-async def _run_due_rule(session: AsyncSession, settings: Settings, org_id: uuid.UUID, rule_id: uuid.UUID,
-                        now: datetime, cache: FrameCache) -> int:
+async def _schedule_due_rule(session: AsyncSession, org_id: uuid.UUID, rule_id: uuid.UUID, now: datetime) -> None:
+    """Advance the rule's next run and record its due slots as ``pending``, in one commit."""
     await bind_tenant(session, org_id)
     rule = await get(session, org_id, rule_id)
     definition = RuleDefinition.model_validate(rule.definition)
     tzs = await _client_tzs(session, org_id, definition)
     slots = sched.due_slots(definition.schedule, now, tzs)
     rule.next_run_at = _next_run(rule, definition, tzs, now)
-    await session.commit()
-    ran = 0
+    daily = definition.schedule.every == "1d"
     for slot in slots:
-        try:
-            done = await run_rule(session, settings, org_id, rule_id, trigger=Trigger.SCHEDULE, slot=slot.key,
-                                  now=now, client_ids=list(slot.client_ids) if definition.schedule.every == "1d"
-                                  else None, cache=cache)
-        except EvaluationBusy:  # another sweep is on this slot
-            continue
-        ran += done is not None
+        await repository.claim_slot(session, {
+            "id": uuid.uuid4(), "org_id": org_id, "rule_id": rule.id, "rule_version": rule.version,
+            "trigger": Trigger.SCHEDULE.value, "slot": slot.key[:120], "dry_run": rule.dry_run,
+            "status": EvaluationStatus.PENDING.value, "started_at": now, "as_of": {}, "matched": 0, "acted": 0,
+            "skipped": 0, "failed": 0, "entities": [],
+            "client_ids": [str(c) for c in slot.client_ids] if daily else None})
+    await session.commit()
+
+
+#: The error of a recorded slot not evaluated because its rule was paused first.
+PAUSED_ERROR = "skipped: the rule was paused before this slot was evaluated"
+#: ... and of one whose worker died mid-run: not evaluated again while the rule is paused.
+PAUSED_ABANDONED_ERROR = "abandoned: the worker running it stopped; the rule was paused, so it was not evaluated again"
+
+
+async def sweep_unfinished(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, *,
+                           now: datetime | None = None, limit: int = 200) -> int:
+    """Evaluate every scheduled or sync-triggered slot whose evaluation never started
+    (``pending``) or whose worker died (``running`` past ``rule_evaluation_lease_seconds``);
+    the number evaluated. A slot another worker is on (or just started) is left to it; a
+    slot of a rule paused meanwhile is closed as skipped, not evaluated."""
+    now = now or utcnow()
+    lapsed_before = utcnow() - timedelta(seconds=settings.rule_evaluation_lease_seconds)
+    async with sessionmaker() as session:
+        slots = await repository.sweep_unfinished(session, lapsed_before, limit)
+        await session.rollback()
+    ran = 0
+    caches: dict[uuid.UUID, FrameCache] = {}
+    for org_id, rule_id, slot, trigger, client_ids, status in slots:
+        async with sessionmaker() as session:
+            try:
+                if status != RuleStatus.ACTIVE.value:
+                    await _skip_paused(session, org_id, rule_id, slot)
+                    continue
+                done = await run_rule(session, settings, org_id, rule_id, trigger=Trigger(trigger), slot=slot, now=now,
+                                      client_ids=client_ids, cache=caches.setdefault(org_id, FrameCache()))
+                ran += done is not None
+            except EvaluationBusy:  # another worker is on this slot
+                continue
+            except Exception as exc:  # one slot's failure must not stop the others
+                await session.rollback()
+                log.error("rules.due_failed", rule_id=str(rule_id), error=f"{type(exc).__name__}: {exc}"[:300])
     return ran
+
+
+async def _skip_paused(session: AsyncSession, org_id: uuid.UUID, rule_id: uuid.UUID, slot: str) -> None:
+    """Close the slot's unfinished evaluation of a paused rule without evaluating it."""
+    await bind_tenant(session, org_id)
+    row = await repository.evaluation_of_slot(session, rule_id, slot)
+    if row is None or row.status not in (EvaluationStatus.PENDING.value, EvaluationStatus.RUNNING.value):
+        await session.rollback()
+        return
+    row.error = PAUSED_ERROR if row.status == EvaluationStatus.PENDING.value else PAUSED_ABANDONED_ERROR
+    row.status, row.finished_at = EvaluationStatus.FAILED.value, utcnow()
+    await session.commit()
+    log.info("rules.slot_skipped_paused", rule_id=str(rule_id), evaluation_id=str(row.id))
 
 
 async def on_sync_completed(session: AsyncSession, org_id: uuid.UUID, event_id: uuid.UUID,

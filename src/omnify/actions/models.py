@@ -35,6 +35,7 @@ class Action(IdMixin, TimestampMixin, TenantMixin, Base):
         Index("ix_actions_org_id_created_at", "org_id", "created_at"),
         Index("ix_actions_org_id_status", "org_id", "status"),
         Index("ix_actions_org_id_client_id_created_at", "org_id", "client_id", "created_at"),
+        Index("ix_actions_status_applying_started_at", "status", "applying_started_at"),
     )
 
     client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_profiles.id", ondelete="CASCADE"), index=True)
@@ -62,6 +63,10 @@ class Action(IdMixin, TimestampMixin, TenantMixin, Base):
     undone_at: Mapped[datetime | None]
     undone_by_label: Mapped[str | None] = mapped_column(String(320))
     error: Mapped[str | None] = mapped_column(String(500))
+    #: When the action was last claimed ``applying`` or ``undoing`` (before any platform call):
+    #: still in that state long after it, its worker died, and the reconciliation sweep
+    #: (:func:`omnify.actions.service.reconcile_interrupted`) settles it from the platform.
+    applying_started_at: Mapped[datetime | None]
 
 
 class IdempotencyStatus(enum.StrEnum):

@@ -6,10 +6,11 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnify.actions.models import Action, ActionStatus
+from omnify.core.db import open_sweep
 from omnify.core.pagination import PageParams, keyset
 
 
@@ -55,10 +56,49 @@ async def applied_since(
 async def claim_status(
     session: AsyncSession, org_id: uuid.UUID, action_id: uuid.UUID, *, expected: str, new: str, at: datetime
 ) -> bool:
+    """Compare-and-set of the status; a claim (to ``applying``/``undoing``) also records when
+    it was made, so the reconciliation sweep can tell an apply in flight from a dead one."""
+    values: dict[str, object] = {"status": new, "updated_at": at}
+    if new in (ActionStatus.APPLYING.value, ActionStatus.UNDOING.value):
+        values["applying_started_at"] = at
     result = await session.execute(
         update(Action).where(Action.org_id == org_id, Action.id == action_id, Action.status == expected)
-        .values(status=new, updated_at=at).execution_options(synchronize_session=False)
+        .values(**values).execution_options(synchronize_session=False)
     )
+    return (getattr(result, "rowcount", 0) or 0) == 1
+
+
+#: The states a worker leaves an action in when it dies between the claim and the record.
+IN_FLIGHT = (ActionStatus.APPLYING.value, ActionStatus.UNDOING.value)
+
+
+async def interrupted(session: AsyncSession, claimed_before: datetime,
+                      limit: int) -> list[tuple[uuid.UUID, uuid.UUID, str, datetime | None]]:
+    """(org id, action id, status, claimed at) of actions still ``applying``/``undoing`` whose
+    claim is older than ``claimed_before`` (their worker died), oldest first, across
+    organizations. A row claimed before migration 0175 has no claim time: its last update
+    stands in for it."""
+    await open_sweep(session, "actions")
+    rows = await session.execute(
+        select(Action.org_id, Action.id, Action.status, Action.applying_started_at)
+        .where(Action.status.in_(IN_FLIGHT),
+               or_(Action.applying_started_at < claimed_before,
+                   and_(Action.applying_started_at.is_(None), Action.updated_at < claimed_before)))
+        .order_by(Action.applying_started_at).limit(limit))
+    return [(r[0], r[1], r[2], r[3]) for r in rows.all()]
+
+
+async def take_over(session: AsyncSession, org_id: uuid.UUID, action_id: uuid.UUID, *, status: str,
+                    claimed_at: datetime | None, new_claimed_at: datetime | None) -> bool:
+    """Move the claim time of an in-flight action from ``claimed_at`` to ``new_claimed_at``
+    if it is still that action in that state: the compare-and-set by which one sweep (of two
+    running at once) takes an interrupted action over, and hands it back when the platform
+    cannot be read."""
+    same = (Action.applying_started_at.is_(None) if claimed_at is None
+            else Action.applying_started_at == claimed_at)
+    result = await session.execute(
+        update(Action).where(Action.org_id == org_id, Action.id == action_id, Action.status == status, same)
+        .values(applying_started_at=new_claimed_at).execution_options(synchronize_session=False))
     return (getattr(result, "rowcount", 0) or 0) == 1
 
 

@@ -51,7 +51,9 @@ def undoable(row: Action) -> bool:
     if row.status != ActionStatus.APPLIED or not row.changes:
         return False
     for change in row.changes:
-        before = change.get("before") or {}
+        before = change.get("before")
+        if not before:  # settled from the platform after an interrupted apply: previous state unknown
+            return False
         if "status" in before and before["status"] not in ("active", "paused"):
             return False
         if "daily_budget_minor" in before and not before["daily_budget_minor"]:

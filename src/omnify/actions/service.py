@@ -18,19 +18,28 @@ accounted for:
    Idempotency-Key's stored answer.
 
 Undo replays each change's ``before`` state through the same connector, newest first.
+
+A worker that dies between the claim (step 3, or undo's claim of ``undoing``) and the
+record leaves the action in flight. Each claim stores ``applying_started_at``; a beat
+sweep (:func:`reconcile_interrupted`) takes over any action in flight for longer than
+``action_reconcile_after_seconds``, reads each planned entity on the platform, and
+settles it as the normal path would have: all changes visible -> ``applied``; none ->
+``failed`` (recommendation reopened); some -> those reverted, then ``failed``. An
+interrupted undo settles to ``undone`` or back to ``applied`` the same way.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter as Tally
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import structlog
 from prometheus_client import REGISTRY, Counter
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from omnify.actions import guardrails as guards
 from omnify.actions import idempotency, repository
@@ -40,7 +49,7 @@ from omnify.actions.schemas import action_out, undoable
 from omnify.audit import service as audit
 from omnify.auth.permissions import Permission, role_allows
 from omnify.core.context import Actor
-from omnify.core.db import utcnow
+from omnify.core.db import bind_tenant, utcnow
 from omnify.core.errors import Conflict, Forbidden, NotFound
 from omnify.core.pagination import PageParams
 from omnify.events import service as events
@@ -260,6 +269,27 @@ class _ExecutionFailed(Exception):
         self.error, self.platform, self.changes = error, platform, changes
 
 
+def _entity(item: dict[str, Any]) -> dict[str, Any]:
+    """A plan item or a change without its states: which entity, on which platform."""
+    return {k: v for k, v in item.items() if k not in ("set", "before", "after", "expected_before")}
+
+
+async def _revert(conns: _Connectors, changes: list[dict[str, Any]]) -> None:
+    """Put each change's entity back to its ``before``, newest first (a failed apply's
+    compensation); each change says whether it was reverted, or why not."""
+    for change in reversed(changes):
+        target = change.get("before")
+        if not target:
+            change["revert_error"] = "previous state unknown; not reverted"
+            continue
+        try:
+            conn = await conns.get(change["platform"])
+            await _call(conn, change, target)
+            change["reverted"] = True
+        except (ConnectorError, PlatformNotConnected, PlatformNotSupported) as exc:
+            change["revert_error"] = str(exc)[:300]
+
+
 async def _execute(conns: _Connectors, plan: list[dict[str, Any]], *, undo: bool = False) -> list[dict[str, Any]]:
     """Run every item; on failure revert what was done (newest first) and raise."""
     done: list[dict[str, Any]] = []
@@ -269,16 +299,9 @@ async def _execute(conns: _Connectors, plan: list[dict[str, Any]], *, undo: bool
             conn = await conns.get(item["platform"])
             before, after = await _call(conn, item, value)
         except (ConnectorError, PlatformNotConnected, PlatformNotSupported) as exc:
-            for change in reversed(done):
-                try:
-                    conn = await conns.get(change["platform"])
-                    await _call(conn, change, change["before"])
-                    change["reverted"] = True
-                except (ConnectorError, PlatformNotConnected, PlatformNotSupported) as revert_exc:
-                    change["revert_error"] = str(revert_exc)[:300]
+            await _revert(conns, done)
             raise _ExecutionFailed(exc, item["platform"], done) from exc
-        base = {k: v for k, v in item.items() if k not in ("set", "before", "after", "expected_before")}
-        done.append({**base, "before": before, "after": after})
+        done.append({**_entity(item), "before": before, "after": after})
     return done
 
 
@@ -295,6 +318,52 @@ def _event_payload(action: Action, actor: Actor) -> dict[str, Any]:
                 for c in action.changes or []][:50]}
 
 
+def _reconciled(reconciled: bool) -> dict[str, Any]:
+    return {"reconciled": True} if reconciled else {}
+
+
+async def _record_applied(session: AsyncSession, org_id: uuid.UUID, action: Action, actor: Actor,
+                          changes: list[dict[str, Any]], *, reconciled: bool = False) -> None:
+    """Step 5 without the commit: ``applied`` with the changes, audit entry, ``action.applied`` event."""
+    action.status = ActionStatus.APPLIED.value
+    action.changes = changes
+    action.applied_at = utcnow()
+    await audit.record(session, org_id, actor, "action.applied", target_type="action", target_id=action.id,
+                       changes={"recommendation_id": str(action.recommendation_id), "kind": action.kind,
+                                "client_id": str(action.client_id), "summary": action.summary,
+                                "changes": changes, "approved_by": action.approved_by_label,
+                                **_reconciled(reconciled)})
+    await events.emit(session, org_id, "action.applied", _event_payload(action, actor))
+
+
+async def _record_failed(session: AsyncSession, org_id: uuid.UUID, action: Action, actor: Actor,
+                         changes: list[dict[str, Any]], error: str, *, reconciled: bool = False) -> None:
+    """``failed`` with what was done (and reverted), the recommendation reopened, audit entry; no commit."""
+    action.status = ActionStatus.FAILED.value
+    action.changes = changes
+    action.error = error[:500]
+    if action.recommendation_id:
+        await recommendations.reopen_after_undo(session, org_id, action.recommendation_id, "actions")
+    await audit.record(session, org_id, actor, "action.failed", target_type="action", target_id=action.id,
+                       changes={"kind": action.kind, "error": action.error, "partial": changes,
+                                **_reconciled(reconciled)})
+
+
+async def _record_undone(session: AsyncSession, org_id: uuid.UUID, action: Action, actor: Actor,
+                         restored: list[dict[str, Any]], *, reconciled: bool = False) -> None:
+    """``undone``, the recommendation reopened, audit entry, ``action.undone`` event; no commit."""
+    action.status = ActionStatus.UNDONE.value
+    action.undone_at, action.undone_by_label = utcnow(), actor.label
+    if action.recommendation_id:
+        await recommendations.reopen_after_undo(session, org_id, action.recommendation_id, actor.label)
+    await audit.record(session, org_id, actor, "action.undone", target_type="action", target_id=action.id,
+                       changes={"summary": action.summary, "restored": restored, **_reconciled(reconciled)})
+    await events.emit(session, org_id, "action.undone", {
+        "action_id": action.id, "recommendation_id": action.recommendation_id, "client_id": action.client_id,
+        "module": action.module, "platform": action.platform, "summary": action.summary,
+        "undone_by": actor.actor_type})
+
+
 async def _run_claimed(
     session: AsyncSession, settings: Settings, org_id: uuid.UUID, action: Action, actor: Actor,
     idem: IdempotencyRecord | None,
@@ -306,13 +375,7 @@ async def _run_claimed(
         changes = await _execute(conns, list(action.plan))
     except _ExecutionFailed as failed:
         await session.refresh(action)
-        action.status = ActionStatus.FAILED.value
-        action.changes = failed.changes
-        action.error = str(failed.error)[:500]
-        if action.recommendation_id:
-            await recommendations.reopen_after_undo(session, org_id, action.recommendation_id, "actions")
-        await audit.record(session, org_id, actor, "action.failed", target_type="action", target_id=action.id,
-                           changes={"kind": action.kind, "error": action.error, "partial": failed.changes})
+        await _record_failed(session, org_id, action, actor, failed.changes, str(failed.error))
         await session.commit()
         if isinstance(failed.error, ConnectorError):
             raise platform_error(failed.error, failed.platform) from None
@@ -320,15 +383,7 @@ async def _run_claimed(
     finally:
         await conns.aclose()
     await session.refresh(action)
-    now = utcnow()
-    action.status = ActionStatus.APPLIED.value
-    action.changes = changes
-    action.applied_at = now
-    await audit.record(session, org_id, actor, "action.applied", target_type="action", target_id=action.id,
-                       changes={"recommendation_id": str(action.recommendation_id), "kind": action.kind,
-                                "client_id": str(action.client_id), "summary": action.summary,
-                                "changes": changes, "approved_by": action.approved_by_label})
-    await events.emit(session, org_id, "action.applied", _event_payload(action, actor))
+    await _record_applied(session, org_id, action, actor, changes)
     if idem is not None:
         idempotency.complete(idem, 200, action_out(action))
     await session.commit()
@@ -379,7 +434,7 @@ async def apply(
         return ApplyOutcome(action, 202)
     if rails.needs_approval(money, rec.currency):
         action.approved_by_label, action.approved_at = caller.actor.label, now
-    action.status = ActionStatus.APPLYING.value
+    action.status, action.applying_started_at = ActionStatus.APPLYING.value, now
     if not await recommendations.claim_for_apply(session, org_id, rec.id, caller.actor.label):
         await session.rollback()
         raise recommendations.RecommendationNotOpen("The recommendation was applied or dismissed meanwhile.")
@@ -469,20 +524,172 @@ async def undo(
     finally:
         await conns.aclose()
     await session.refresh(action)
-    action.status = ActionStatus.UNDONE.value
-    action.undone_at, action.undone_by_label = utcnow(), caller.actor.label
-    if action.recommendation_id:
-        await recommendations.reopen_after_undo(session, org_id, action.recommendation_id, caller.actor.label)
-    await audit.record(session, org_id, caller.actor, "action.undone", target_type="action", target_id=action.id,
-                       changes={"summary": action.summary, "restored": restored})
-    await events.emit(session, org_id, "action.undone", {
-        "action_id": action.id, "recommendation_id": action.recommendation_id, "client_id": action.client_id,
-        "module": action.module, "platform": action.platform, "summary": action.summary,
-        "undone_by": caller.actor.actor_type})
+    await _record_undone(session, org_id, action, caller.actor, restored)
     if idem is not None:
         idempotency.complete(idem, 200, action_out(action))
     await session.commit()
     return action
 
 
-__all__ = ["ApplyOutcome", "Caller", "PlatformError", "apply", "approve", "get", "list_actions", "reject", "undo"]
+# ------------------------------------------------------------------------- reconciliation
+#: Who settles an interrupted action, in the audit log and the events.
+RECONCILE_ACTOR = Actor.system("action reconciliation")
+NO_CHANGE_ERROR = "interrupted; the platform shows no change"
+#: The fields a plan sets and a connector's read_entity reports.
+_STATE_KEYS = ("status", "daily_budget_minor")
+
+
+class _Unreachable(Exception):
+    """The platform (or the client's credential) could not be read: settle on a later sweep."""
+
+
+def _shows(state: dict[str, Any], value: dict[str, Any] | None) -> bool:
+    """Whether the platform's state has every field ``value`` sets (to that value)."""
+    wanted = {k: v for k, v in (value or {}).items() if k in _STATE_KEYS}
+    return bool(wanted) and all(state.get(k) == v for k, v in wanted.items())
+
+
+def _known(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A previous state only when something of it is known (``{"daily_budget_minor": None}`` is not)."""
+    return dict(value) if value and any(v is not None for v in value.values()) else None
+
+
+async def _read_all(conns: _Connectors, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each item's entity as the platform shows it now, or :class:`_Unreachable`."""
+    states = []
+    for item in items:
+        try:
+            conn = await conns.get(item["platform"])
+            states.append(await conn.read_entity(item["account_id"], Level(item["level"]), item["entity_id"]))
+        except (ConnectorError, PlatformNotConnected, PlatformNotSupported) as exc:
+            raise _Unreachable(f"{item['platform']}: {type(exc).__name__}: {exc}"[:300]) from exc
+    return states
+
+
+async def _settle_apply(session: AsyncSession, org_id: uuid.UUID, action: Action, conns: _Connectors) -> str:
+    plan = list(action.plan)
+    states = await _read_all(conns, plan)
+    done = []
+    for item, state in zip(plan, states, strict=True):
+        if not _shows(state, item["set"]):
+            continue
+        done.append({**_entity(item), "before": _known(item.get("expected_before")),
+                     "after": {k: state.get(k) for k in item["set"]}})
+    if len(done) == len(plan):
+        if not await repository.claim_status(session, org_id, action.id, expected=ActionStatus.APPLYING.value,
+                                             new=ActionStatus.APPLIED.value, at=utcnow()):
+            return "settled_elsewhere"
+        await session.refresh(action)
+        action.error = None
+        await _record_applied(session, org_id, action, RECONCILE_ACTOR, done, reconciled=True)
+        await session.commit()
+        ACTIONS_APPLIED.labels(module=action.module).inc()
+        return ActionStatus.APPLIED.value
+    if done:
+        await _revert(conns, done)
+        error = (f"interrupted; the platform showed {len(done)} of {len(plan)} changes, "
+                 "which were reverted" if all(c.get("reverted") for c in done)
+                 else f"interrupted; the platform showed {len(done)} of {len(plan)} changes; reverting failed")
+    else:
+        error = NO_CHANGE_ERROR
+    if not await repository.claim_status(session, org_id, action.id, expected=ActionStatus.APPLYING.value,
+                                         new=ActionStatus.FAILED.value, at=utcnow()):
+        return "settled_elsewhere"
+    await session.refresh(action)
+    await _record_failed(session, org_id, action, RECONCILE_ACTOR, done, error, reconciled=True)
+    await session.commit()
+    return ActionStatus.FAILED.value
+
+
+async def _settle_undo(session: AsyncSession, org_id: uuid.UUID, action: Action, conns: _Connectors) -> str:
+    reverse = [dict(c) for c in reversed(list(action.changes))]
+    states = await _read_all(conns, reverse)
+    restored = [{**_entity(c), "before": c.get("after"), "after": c.get("before")}
+                for c, state in zip(reverse, states, strict=True) if _shows(state, c.get("before"))]
+    if reverse and len(restored) == len(reverse):
+        if not await repository.claim_status(session, org_id, action.id, expected=ActionStatus.UNDOING.value,
+                                             new=ActionStatus.UNDONE.value, at=utcnow()):
+            return "settled_elsewhere"
+        await session.refresh(action)
+        await _record_undone(session, org_id, action, RECONCILE_ACTOR, restored, reconciled=True)
+        await session.commit()
+        return ActionStatus.UNDONE.value
+    if restored:  # an undo that failed half-way is put back: the action stands applied
+        await _revert(conns, restored)
+    error = (NO_CHANGE_ERROR if not restored
+             else f"interrupted; the platform showed {len(restored)} of {len(reverse)} entities restored, "
+                  "which were changed back")
+    if not await repository.claim_status(session, org_id, action.id, expected=ActionStatus.UNDOING.value,
+                                         new=ActionStatus.APPLIED.value, at=utcnow()):
+        return "settled_elsewhere"
+    await audit.record(session, org_id, RECONCILE_ACTOR, "action.undo_failed", target_type="action",
+                       target_id=action.id, changes={"error": error, "partial": restored, "reconciled": True})
+    await session.commit()
+    return ActionStatus.APPLIED.value
+
+
+async def reconcile_one(session: AsyncSession, settings: Settings, org_id: uuid.UUID, action_id: uuid.UUID, *,
+                        status: str, claimed_at: datetime | None) -> str:
+    """Settle one action found in flight since ``claimed_at``; the outcome (the new status,
+    ``busy`` when another sweep took it first, ``unreachable`` when the platform could not
+    be read: it is handed back for the next sweep).
+
+    The take-over is a compare-and-set of the claim time, committed before any platform
+    call: of two sweeps meeting the action, one moves it and settles it, the other finds
+    it moved and leaves it. The settlement itself is a compare-and-set of the status."""
+    await bind_tenant(session, org_id)
+    lease = utcnow()
+    if not await repository.take_over(session, org_id, action_id, status=status, claimed_at=claimed_at,
+                                      new_claimed_at=lease):
+        await session.rollback()
+        return "busy"
+    await session.commit()
+    action = await get(session, org_id, action_id)
+    conns = _Connectors(session, settings, org_id, action.client_id, RECONCILE_ACTOR,
+                        purpose=f"reconcile action {action.id}: {action.kind}")
+    try:
+        if status == ActionStatus.APPLYING.value:
+            outcome = await _settle_apply(session, org_id, action, conns)
+        else:
+            outcome = await _settle_undo(session, org_id, action, conns)
+    except _Unreachable as exc:
+        await session.rollback()
+        await repository.take_over(session, org_id, action_id, status=status, claimed_at=lease,
+                                   new_claimed_at=claimed_at)
+        await session.commit()
+        log.warning("actions.reconcile_unreachable", action_id=str(action_id), org_id=str(org_id), error=str(exc))
+        return "unreachable"
+    finally:
+        await conns.aclose()
+    if outcome == "settled_elsewhere":
+        await session.rollback()
+    log.info("actions.reconciled", action_id=str(action_id), org_id=str(org_id), was=status, outcome=outcome)
+    return outcome
+
+
+async def reconcile_interrupted(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, *,
+                                now: datetime | None = None, limit: int = 100) -> dict[str, int]:
+    """The beat job: settle every action left ``applying``/``undoing`` for longer than
+    ``action_reconcile_after_seconds`` (its worker died mid-apply) from what the platform
+    shows; the count of each outcome. One action's failure does not stop the others."""
+    now = now or utcnow()
+    claimed_before = now - timedelta(seconds=settings.action_reconcile_after_seconds)
+    async with sessionmaker() as session:
+        rows = await repository.interrupted(session, claimed_before, limit)
+        await session.rollback()
+    tally: Tally[str] = Tally()
+    for org_id, action_id, status, claimed_at in rows:
+        async with sessionmaker() as session:
+            try:
+                tally[await reconcile_one(session, settings, org_id, action_id, status=status,
+                                          claimed_at=claimed_at)] += 1
+            except Exception as exc:  # one action's failure must not stop the others
+                await session.rollback()
+                tally["error"] += 1
+                log.error("actions.reconcile_failed", action_id=str(action_id), org_id=str(org_id),
+                          error=f"{type(exc).__name__}: {exc}"[:300])
+    return dict(tally)
+
+
+__all__ = ["ApplyOutcome", "Caller", "PlatformError", "apply", "approve", "get", "list_actions",
+           "reconcile_interrupted", "reconcile_one", "reject", "undo"]

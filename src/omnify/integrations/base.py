@@ -247,6 +247,13 @@ class AdConnector(Protocol):
     def ads(self, account_id: str) -> AsyncIterator[Ad]: ...
     def daily_metrics(self, account_id: str, since: date, until: date) -> AsyncIterator[DailyMetric]: ...
 
+    async def read_entity(self, account_id: str, level: Level, entity_id: str) -> dict[str, Any]:
+        """One entity's writable state now: ``{"status": <EntityStatus value>, "daily_budget_minor":
+        int | None}`` (the fields :meth:`set_status`/:meth:`set_daily_budget` change, in the shape
+        of their ``after``), so an action interrupted mid-apply can be settled from what the
+        platform shows. Raises :class:`InvalidRequest` for an entity not in the account."""
+        ...
+
     # writes
     async def set_status(
         self, account_id: str, level: Level, entity_id: str, status: EntityStatus

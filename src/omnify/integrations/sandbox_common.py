@@ -476,7 +476,7 @@ class TokenStore:
 
     def authenticate_client(self, client_id: str | None, client_secret: str | None) -> OAuthClient:
         client = self.client(client_id or "")
-        if client is None or not secrets.compare_digest(client.client_secret, client_secret or ""):
+        if client is None or not secrets.compare_digest(client.client_secret.encode(), (client_secret or "").encode()):
             raise OAuthError("invalid_client", "unknown client or wrong client secret")
         return client
 
@@ -525,7 +525,7 @@ class TokenStore:
             if not code_verifier:
                 raise OAuthError("invalid_grant", "code_verifier required (PKCE)")
             computed = pkce_s256(code_verifier) if entry.method == "S256" else code_verifier
-            if not secrets.compare_digest(computed, entry.challenge):
+            if not secrets.compare_digest(computed.encode(), entry.challenge.encode()):
                 raise OAuthError("invalid_grant", "code_verifier does not match code_challenge")
         elif code_verifier:
             raise OAuthError("invalid_grant", "code_verifier sent but no code_challenge was registered")

@@ -52,6 +52,9 @@ DEFAULT_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "omnify.audit.export": {"cron": "45 2 * * *"},
     # Automation rules whose slot is due (15 min, hourly, daily at each client's local time).
     "omnify.rules.run_due": {"every": 60},
+    # Actions left 'applying'/'undoing' by a worker that died mid-apply: settled from the
+    # platform once older than action_reconcile_after_seconds.
+    "omnify.actions.reconcile_interrupted": {"every": 5 * 60},
     # Scheduled client reports (weekly/monthly PDFs at each client's local time).
     "omnify.reports.send_due": {"every": 15 * 60},
     # Backup freshness check (alerts when the last base backup is too old).

@@ -228,6 +228,8 @@ async def test_writes_reflected_in_reads(google_sandbox: Env, google_tokens: Tok
         assert {x.external_id: x.status async for x in c.ads(BIG)}[ad_id] == EntityStatus.PAUSED
         assert {x.external_id: x.status async for x in c.ad_groups(BIG)}[group_id] == EntityStatus.PAUSED
         assert {x.external_id: x.status async for x in c.campaigns(BIG)}[camp_id] == EntityStatus.PAUSED
+        for level, entity in ((Level.AD, ad_id), (Level.AD_GROUP, group_id)):  # one entity read back
+            assert await c.read_entity(BIG, level, entity) == {"status": "paused", "daily_budget_minor": None}
         today = acc.metrics.end
         assert ad_id not in {m.entity_external_id async for m in c.daily_metrics(BIG, today, today)}
         await c.set_status(BIG, Level.CAMPAIGN, camp_id, EntityStatus.ACTIVE)
@@ -237,6 +239,10 @@ async def test_writes_reflected_in_reads(google_sandbox: Env, google_tokens: Tok
         result = await c.set_daily_budget(BIG, Level.CAMPAIGN, camp_id, old + 1234)
         assert result.before == {"daily_budget_minor": old} and result.after == {"daily_budget_minor": old + 1234}
         assert {x.external_id: x.daily_budget_minor async for x in c.campaigns(BIG)}[camp_id] == old + 1234
+        assert await c.read_entity(BIG, Level.CAMPAIGN, camp_id) == {"status": "active",
+                                                                     "daily_budget_minor": old + 1234}
+        with pytest.raises(InvalidRequest, match="not found"):
+            await c.read_entity(DIRECT, Level.CAMPAIGN, camp_id)
         with pytest.raises(InvalidRequest, match="campaign"):
             await c.set_daily_budget(BIG, Level.AD_GROUP, group_id, 5000)
         with pytest.raises(InvalidRequest, match="not found"):

@@ -190,11 +190,14 @@ async def test_pause_resume_and_budget_change_the_platform(linkedin_sandbox: Lin
 
         creative = await c.set_status(SMALL, Level.AD, ad_id, EntityStatus.PAUSED)
         assert creative.entity_external_id == ad_id and world.ads[ad_id].status == "paused"
+        assert await c.read_entity(SMALL, Level.AD, ad_id) == {"status": "paused", "daily_budget_minor": None}
 
         before = world.campaigns[campaign_id].daily_budget_minor
         change = await c.set_daily_budget(SMALL, Level.CAMPAIGN, campaign_id, before + 1250)
         assert change.before == {"daily_budget_minor": before, "currency": "USD"}
         assert world.campaigns[campaign_id].daily_budget_minor == before + 1250
+        assert await c.read_entity(SMALL, Level.CAMPAIGN, campaign_id) == {"status": "active",
+                                                                           "daily_budget_minor": before + 1250}
 
         with pytest.raises(InvalidRequest) as too_small:
             await c.set_daily_budget(SMALL, Level.CAMPAIGN, campaign_id, 500)

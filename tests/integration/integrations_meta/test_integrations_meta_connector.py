@@ -260,6 +260,8 @@ async def test_writes_are_reflected_in_reads(meta_sandbox: Env, meta_tokens: Tok
         assert result.before == {"status": "active"} and result.after == {"status": "paused"}
         ads = {x.external_id: x async for x in c.ads("1000003")}
         assert ads[ad.id].status == EntityStatus.PAUSED
+        # One entity read back (what settles an interrupted action): an ad has no budget on Meta.
+        assert await c.read_entity("1000003", Level.AD, ad.id) == {"status": "paused", "daily_budget_minor": None}
         metrics = [m async for m in c.daily_metrics("1000003", today, today)]
         assert ad.id not in {m.entity_external_id for m in metrics}  # a paused ad stops delivering
         await c.set_status("1000003", Level.AD, ad.id, EntityStatus.ACTIVE)
@@ -276,6 +278,8 @@ async def test_writes_are_reflected_in_reads(meta_sandbox: Env, meta_tokens: Tok
         assert result.before == {"daily_budget_minor": old} and result.after == {"daily_budget_minor": old * 2}
         camps = {x.external_id: x async for x in c.campaigns("1000003")}
         assert camps[camp_id].daily_budget_minor == old * 2
+        assert await c.read_entity("1000003", Level.CAMPAIGN, camp_id) == {"status": "active",
+                                                                           "daily_budget_minor": old * 2}
         after_spend = sum([m.spend_minor async for m in c.daily_metrics("1000003", today, today)
                            if m.campaign_external_id == camp_id])
         assert after_spend == pytest.approx(2 * before_spend, rel=0.05, abs=10)
@@ -288,6 +292,8 @@ async def test_writes_are_reflected_in_reads(meta_sandbox: Env, meta_tokens: Tok
             await c.set_daily_budget("1000003", Level.CAMPAIGN, camp_id, 50)
         with pytest.raises(InvalidRequest, match="does not belong"):
             await c.set_status(BIG, Level.AD, ad.id, EntityStatus.PAUSED)
+        with pytest.raises(InvalidRequest, match="does not belong"):
+            await c.read_entity(BIG, Level.AD, ad.id)
     sandbox.world.reset()
 
 

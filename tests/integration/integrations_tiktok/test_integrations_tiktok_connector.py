@@ -362,6 +362,7 @@ async def test_status_writes_are_reflected_in_reads_and_metrics(
         assert (result.before, result.after) == ({"status": "active"}, {"status": "paused"})
         reader = {Level.CAMPAIGN: c.campaigns, Level.AD_GROUP: c.ad_groups, Level.AD: c.ads}[level]
         assert {x.external_id: x.status async for x in reader(BIG)}[entity_id] is EntityStatus.PAUSED
+        assert (await c.read_entity(BIG, level, entity_id))["status"] == "paused"  # one entity read back
         affected = {a.id for a in world.ads.values() if entity_id in (a.id, a.ad_group_id, a.campaign_id)}
         today = [m async for m in c.daily_metrics(BIG, TIKTOK_END, TIKTOK_END)]
         assert today and not {m.entity_external_id for m in today} & affected  # paused: no delivery
@@ -385,10 +386,13 @@ async def test_budget_writes_exact_and_reflected(
         assert result.before == {"daily_budget_minor": before, "currency": "USD"}
         assert result.after == {"daily_budget_minor": 12345, "currency": "USD"}
         assert {x.external_id: x.daily_budget_minor async for x in c.campaigns(BIG)}[campaign_id] == 12345
+        assert (await c.read_entity(BIG, Level.CAMPAIGN, campaign_id))["daily_budget_minor"] == 12345
 
         await c.set_daily_budget(BIG, Level.AD_GROUP, group_id, 4999)
         assert {x.external_id: x.daily_budget_minor async for x in c.ad_groups(BIG)}[group_id] == 4999
         assert world.ad_groups[group_id].daily_budget_minor == 4999
+        assert await c.read_entity(BIG, Level.AD_GROUP, group_id) == {"status": "active", "daily_budget_minor": 4999}
+        assert (await c.read_entity(BIG, Level.AD, next(iter(world.ads))))["daily_budget_minor"] is None
 
         with pytest.raises(InvalidRequest):
             await c.set_daily_budget(BIG, Level.AD, next(iter(world.ads)), 1000)

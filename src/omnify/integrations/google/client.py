@@ -221,6 +221,22 @@ class GoogleAdsConnector(OAuthConnector):
             headers=self._headers(await self._login(cid)), circuit=cid,
         )
 
+    async def read_entity(self, account_id: str, level: Level, entity_id: str) -> dict[str, Any]:
+        """Status now, and the campaign budget's amount (budgets live on campaigns only)."""
+        cid = _digits(account_id)
+        row = await self._current(cid, level, entity_id)
+        budget: int | None = None
+        if level == Level.CAMPAIGN:
+            status = row["campaign"]["status"]
+            amount = (row.get("campaignBudget") or {}).get("amountMicros")
+            if amount is not None:
+                budget = mapping.micros_to_minor(amount, await self.currency(cid))
+        elif level == Level.AD_GROUP:
+            status = row["adGroup"]["status"]
+        else:
+            status = row["adGroupAd"]["status"]
+        return {"status": mapping._status(status).value, "daily_budget_minor": budget}
+
     async def set_status(self, account_id: str, level: Level, entity_id: str, status: EntityStatus) -> ActionResult:
         if status not in mapping.STATUS_TO_GOOGLE:
             raise InvalidRequest(f"cannot set status {status.value} on Google Ads (ENABLED/PAUSED only)")

@@ -313,6 +313,16 @@ class LinkedInAdsConnector(OAuthConnector):
                          circuit=circuit)
         self._raw_campaigns.clear()
 
+    async def read_entity(self, account_id: str, level: Level, entity_id: str) -> dict[str, Any]:
+        """Campaign ``status`` and daily budget, or a creative's ``intendedStatus`` (no budget)."""
+        aid = _digits(account_id)
+        current = await self._get(self._entity_path(aid, level, entity_id), circuit=aid)
+        if level is Level.AD:
+            return {"status": mapping.entity_status(current.get("intendedStatus")).value, "daily_budget_minor": None}
+        account = await self._account(aid)
+        return {"status": mapping.entity_status(current.get("status")).value,
+                "daily_budget_minor": mapping.money_minor(current.get("dailyBudget"), account.currency)}
+
     async def set_status(self, account_id: str, level: Level, entity_id: str, status: EntityStatus) -> ActionResult:
         """Campaign ``status`` (campaign and ad-group level: the same LinkedIn campaign) or
         creative ``intendedStatus``."""

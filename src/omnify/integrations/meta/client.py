@@ -183,6 +183,12 @@ class MetaAdsConnector(OAuthConnector):
             raise InvalidRequest(f"{entity_id} does not belong to ad account {bare}")
         return dict(node)
 
+    async def read_entity(self, account_id: str, level: Level, entity_id: str) -> dict[str, Any]:
+        """Status and daily budget now (ads have no budget on Meta: ``None``)."""
+        node = await self._owned(account_id, entity_id, "status" if level == Level.AD else "status,daily_budget")
+        return {"status": mapping.status_from(node).value,
+                "daily_budget_minor": None if level == Level.AD else mapping.budget_minor(node.get("daily_budget"))}
+
     async def set_status(self, account_id: str, level: Level, entity_id: str, status: EntityStatus) -> ActionResult:
         if status not in mapping.STATUS_TO_META:
             raise InvalidRequest(f"cannot set status {status.value} on Meta")

@@ -366,7 +366,7 @@ class MetaSandbox(ServedSandbox):
             raise GraphError("Invalid OAuth access token - Cannot parse access token", 190) from None
         proof = params.get("appsecret_proof")
         expected = hmac.new(self.config.app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
-        if proof is not None and not hmac.compare_digest(proof, expected):
+        if proof is not None and not hmac.compare_digest(proof.encode(), expected.encode()):
             raise GraphError("Invalid appsecret_proof provided in the API argument", 100, kind="GraphMethodException")
         if proof is None and self.config.require_appsecret_proof:
             raise GraphError("API calls from the server require an appsecret_proof argument", 100,

@@ -372,6 +372,17 @@ class TikTokConnector(HttpConnector):
                 return item
         raise InvalidRequest(f"TikTok {mapping.level_noun(level)} {entity_id} not found in advertiser {account_id}")
 
+    async def read_entity(self, account_id: str, level: Level, entity_id: str) -> dict[str, Any]:
+        """Status now, and the daily budget (``None`` for an ad, or a lifetime/unlimited budget)."""
+        current = await self._get_one(level, account_id, entity_id)
+        budget: int | None = None
+        if level is not Level.AD and current.get("budget") not in (None, 0, 0.0, ""):
+            account = await self._account(account_id)
+            budget = mapping.daily_budget_minor(current.get("budget_mode") or "BUDGET_MODE_DAY", current.get("budget"),
+                                                account.currency)
+        return {"status": mapping.entity_status(current.get("operation_status"), current.get("secondary_status")).value,
+                "daily_budget_minor": budget}
+
     # -- writes --------------------------------------------------------------------
     async def set_status(self, account_id: str, level: Level, entity_id: str, status: EntityStatus) -> ActionResult:
         operation = mapping.operation_status_for(status)

@@ -2,12 +2,13 @@
 
 Liveness answers from the process alone: restarting a pod because the *database* is
 down would not help, so ``/healthz`` checks nothing external. Readiness checks what a
-request needs - the database, its migrations and the broker that carries background
-jobs - so a load balancer stops routing to an instance that cannot serve. Redis is checked
-and reported but does not make an instance unready: no request needs it (the cache is
-bypassed, rate limits fail open, measured in docs/reliability.md), and a shared Redis
-outage that failed every pod's readiness would take the whole API out of rotation while it
-could serve. Such an instance answers 200 with ``"status": "degraded"``. Each check has a
+request needs - the database and its migrations - so a load balancer stops routing to an
+instance that cannot serve. Redis and the broker are checked and reported but do not make
+an instance unready: no request needs them (the cache is bypassed and rate limits fail open;
+a job is written to the outbox in the request's transaction and published by the sweep once
+the broker answers again - both measured in docs/reliability.md), and a shared outage that
+failed every pod's readiness would take the whole API out of rotation while it could serve.
+Such an instance answers 200 with ``"status": "degraded"``. Each check has a
 short timeout: a probe that hangs is worse than one that fails.
 
 The 503 names the failing dependency and the error class, never the exception text
@@ -41,7 +42,7 @@ BROKER_TIMEOUT_SECONDS: Final = 3
 MIGRATE_COMMAND: Final = "omnify migrate up"
 NO_STORE: Final = {"Cache-Control": "no-store"}
 #: Checked and reported, but an instance serves without them (see the module docstring).
-SOFT_DEPENDENCIES: Final = frozenset({"redis"})
+SOFT_DEPENDENCIES: Final = frozenset({"redis", "broker"})
 
 router = APIRouter(tags=["health"])
 

@@ -37,7 +37,7 @@ from kombu.transport import sqlalchemy as kombu_sqla
 from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import Engine, create_engine, delete, event, or_, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from omnify.jobs import broker_recovery as recovery
@@ -146,6 +146,20 @@ class Channel(kombu_sqla.Channel):  # type: ignore[misc]
                 session.close()
             except Exception:  # the connection is already gone: nothing to release
                 log.debug("jobs.broker_session_close_failed")
+
+    def _get_or_create(self, queue: str) -> Any:
+        """kombu's, safe across processes: its lock is a thread lock, so two processes
+        declaring the same queue on a fresh broker both inserted it and the loser's publish
+        failed on the unique name (IntegrityError; seen once in CI, 1 of 5 publishers).
+        The loser now reads the winner's row."""
+        try:
+            return super()._get_or_create(queue)  # type: ignore[misc]  # kombu is untyped
+        except IntegrityError:
+            self.session.rollback()
+            found = self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).first()
+            if found is None:
+                raise
+            return found
 
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         try:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,35 @@ def test_the_beat_embedded_in_a_worker_publishes_on_the_embedded_broker(tmp_path
     assert published >= 3, output[-3000:]
     assert "locking protocol" not in output
 
+
+
+def test_a_queue_another_process_declared_meanwhile_is_used_not_a_failed_publish(tmp_path: Path) -> None:
+    """The race behind a CI failure of the test above (1 of 5 publishers, IntegrityError): a
+    publisher finds no queue row, another process inserts it, the publisher's own insert hits
+    the unique name. Made deterministic: the other process's insert (a plain sqlite3
+    connection) runs just before this publisher's INSERT reaches SQLite."""
+    from kombu import Connection
+    from sqlalchemy import event
+
+    from omnify.jobs import transport
+
+    transport.register()
+    db = tmp_path / "broker.db"
+    with Connection(f"omnify-sqla+sqlite:///{db}") as conn:
+        channel: Any = conn.channel()  # omnify.jobs.transport.Channel (kombu is untyped)
+        raced: list[str] = []
+
+        @event.listens_for(channel._engine, "before_cursor_execute")
+        def another_process_wins(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            if statement.startswith("INSERT INTO kombu_queue") and not raced:
+                raced.append(statement)
+                with sqlite3.connect(db, timeout=10) as other:
+                    other.execute("INSERT INTO kombu_queue (name) VALUES (?)", ("race-q",))
+
+        queue = conn.SimpleQueue("race-q", channel=channel)
+        queue.put({"n": 1})
+        queue.close()
+    assert raced, "the race was not staged"
+    with sqlite3.connect(db) as check:
+        assert check.execute("SELECT count(*) FROM kombu_queue WHERE name = 'race-q'").fetchone()[0] == 1
+        assert check.execute("SELECT count(*) FROM kombu_message").fetchone()[0] == 1

@@ -7,11 +7,19 @@ restarting the app.
 
 Both drive ``omnify serve`` as a subprocess over real HTTP:
 
-* **disk full**: the served process's ``RLIMIT_FSIZE`` is lowered with ``prlimit`` while it runs
-  (a real kernel limit: a write past it fails with ``EFBIG``, as one on a full disk fails with
-  ``ENOSPC``; CPython ignores ``SIGXFSZ``) and raised again to clear the fault. One upload is
-  streamed to storage (a PDF), one is spooled to a temporary file first (a Word document, which
-  is decoded before it is stored).
+* **disk full**, two ways:
+
+  - ``enospc``: the storage folder is a small tmpfs of the served process's own mount namespace
+    (``unshare --user --map-root-user --mount``, so no privilege is needed where user namespaces
+    are allowed). The test fills it with a filler file (through ``/proc/<pid>/root``) until less
+    than an upload is free: the kernel answers ``ENOSPC``, as a real full volume does. Deleting
+    the filler clears the fault.
+  - ``rlimit``: the served process's ``RLIMIT_FSIZE`` is lowered with ``prlimit`` while it runs (a
+    write past it fails with ``EFBIG``; CPython ignores ``SIGXFSZ``) and raised again to clear the
+    fault; it runs everywhere, and also covers the spool file outside the storage folder.
+
+  One upload is streamed to storage (a PDF), one is spooled to a temporary file first (a Word
+  document, which is decoded before it is stored).
 * **S3 killed**: a moto server holds the bucket; the app reaches it through a TCP relay the test
   kills (every connection reset, the port refusing) once 4 MiB of a 12 MiB multipart upload went
   through, and starts again on the same port. moto keeps its objects in memory, so the relay, not
@@ -22,12 +30,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import resource
+import shutil
+import subprocess
 import sys
 import time
 import zipfile
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,27 +159,95 @@ def _sqlite_files(urls: DatabaseUrls) -> list[Path]:
     return [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-journal")) if p.exists()]
 
 
-@pytest.fixture
-def served_local(db_urls: DatabaseUrls, settings: Settings, tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
+#: Size of the tmpfs the ``enospc`` mode mounts as the storage folder; the files stored before the
+#: fault take about 3.5 MiB of it.
+TMPFS_BYTES = 24 * MiB
+
+
+def _unshare_prefix(storage: Path) -> list[str] | None:
+    """argv that runs a command in a private mount namespace with ``storage`` a small tmpfs, or
+    None where this kernel or sandbox allows no user namespace (the ``rlimit`` mode still runs)."""
+    binary = shutil.which("unshare")
+    if binary is None:
+        return None
+    prefix = [binary, "--user", "--map-root-user", "--mount", "sh", "-c",
+              f'mount -t tmpfs -o size={TMPFS_BYTES // 1024}k omnify-full "$0" && exec "$@"', str(storage)]
+    probe = subprocess.run([*prefix, "true"], capture_output=True, check=False, timeout=30)
+    return prefix if probe.returncode == 0 else None
+
+
+@dataclass
+class DiskFull:
+    """How the test fills the server's disk and frees it again."""
+
+    mode: str
+    pid: int
+    storage: Path  # the storage folder as this process sees it
+    limit: int = 0  # rlimit: the RLIMIT_FSIZE set during the fault
+    upload_bytes: int = 0  # the size of each upload sent during the fault
+    _saved: tuple[int, int] = (0, 0)
+    _filler: Path | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self) -> None:
+        if self.mode == "rlimit":
+            self._saved = resource.prlimit(self.pid, resource.RLIMIT_FSIZE)
+            resource.prlimit(self.pid, resource.RLIMIT_FSIZE, (self.limit, self._saved[1]))
+            return
+        # Leave 1 MiB free: less than one fault upload, so the kernel refuses it midway.
+        self._filler = self.storage / "filler.bin"
+        self._filler.write_bytes(b"\0" * max(0, self._free_bytes() - MiB))
+        self.fields["free_bytes_during_fault"] = self._free_bytes()
+
+    def _free_bytes(self) -> int:
+        stat = os.statvfs(self.storage)
+        return stat.f_bavail * stat.f_frsize
+
+    def clear(self) -> None:
+        if self.mode == "rlimit":
+            resource.prlimit(self.pid, resource.RLIMIT_FSIZE, self._saved)
+        elif self._filler is not None:
+            self._filler.unlink()
+            self._filler = None
+
+    def stored(self) -> list[Path]:
+        """Every file of the storage folder but the test's filler."""
+        return sorted(p.relative_to(self.storage) for p in self.storage.rglob("*")
+                      if p.is_file() and p != self._filler)
+
+
+@pytest.fixture(params=["enospc", "rlimit"])
+def served_local(request: pytest.FixtureRequest, db_urls: DatabaseUrls, settings: Settings,
+                 tmp_path: Path) -> Iterator[tuple[str, DiskFull]]:
     port = free_port()
     origin = f"http://{LOOPBACK}:{port}"
     storage = tmp_path / "storage"
+    storage.mkdir()
     env = _env(db_urls, tmp_path / "data", origin, OMNIFY_STORAGE_LOCAL_PATH=str(storage))
-    with running([sys.executable, "-m", "omnify.cli", "serve", "--port", str(port)], f"{origin}/healthz",
-                 tmp_path / "serve.log", timeout=60, env=env) as proc:
-        yield origin, proc.pid, storage
+    cmd = [sys.executable, "-m", "omnify.cli", "serve", "--port", str(port)]
+    if request.param == "enospc":
+        prefix = _unshare_prefix(storage)
+        if prefix is None:
+            pytest.skip("no user and mount namespaces here (unshare refused); the rlimit mode covers the path")
+        cmd = [*prefix, *cmd]
+    with running(cmd, f"{origin}/healthz", tmp_path / "serve.log", timeout=60, env=env) as proc:
+        if request.param == "enospc":  # unshare and sh exec the server: proc.pid is the server
+            view = Path(f"/proc/{proc.pid}/root") / storage.relative_to(storage.anchor)
+            yield origin, DiskFull("enospc", proc.pid, view, upload_bytes=4 * MiB)
+        else:
+            # The limit applies to every file the server writes, the SQLite database too: keep it
+            # well above the database's size, and the fault's uploads above the limit.
+            db_bytes = max((p.stat().st_size for p in _sqlite_files(db_urls)), default=0)
+            limit = max(16 * MiB, db_bytes + 16 * MiB)
+            assert limit + 4 * MiB < 200 * MiB, f"the database ({db_bytes} bytes) leaves no room under 200 MiB"
+            yield origin, DiskFull("rlimit", proc.pid, storage, limit=limit, upload_bytes=limit + 4 * MiB)
 
 
-async def test_disk_full_during_upload(served_local: tuple[str, int, Path], db_urls: DatabaseUrls,
+async def test_disk_full_during_upload(served_local: tuple[str, DiskFull], db_urls: DatabaseUrls,
                                        tmp_path: Path) -> None:
-    origin, pid, storage = served_local
+    origin, disk = served_local
     log_path = tmp_path / "serve.log"
-    # The limit applies to every file the server writes, the SQLite database too: keep it well
-    # above the database's size, and the fault's uploads above the limit.
-    db_bytes = max((p.stat().st_size for p in _sqlite_files(db_urls)), default=0)
-    limit = max(16 * MiB, db_bytes + 16 * MiB)
-    big = limit + 4 * MiB
-    assert big < 200 * MiB, f"the database ({db_bytes} bytes) leaves no room for the test under 200 MiB"
+    big = disk.upload_bytes
 
     http, api, _ = await _client_with_files(origin, "diskfull")
     api.server_log = log_path
@@ -179,25 +259,24 @@ async def test_disk_full_during_upload(served_local: tuple[str, int, Path], db_u
             resp = await api.upload(f"before-{i}", data, name, category)
             assert resp is not None and resp.status_code == 201, resp.text if resp else None
             kept[resp.json()["id"]] = sha(data)
-        objects_before = sorted(p.relative_to(storage) for p in storage.rglob("*") if p.is_file())
+        objects_before = disk.stored()
 
-        saved = resource.prlimit(pid, resource.RLIMIT_FSIZE)
         fault_at = time.monotonic()
-        resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, saved[1]))
+        disk.apply()
         try:
             streamed = await api.upload("fault-streamed-pdf", pdf(big, 4), "huge.pdf")
             spooled = await api.upload("fault-spooled-docx", docx(big, 5), "huge.docx")
             listed_during = await api.listed()
+            objects_after = disk.stored()
         finally:
-            resource.prlimit(pid, resource.RLIMIT_FSIZE, saved)
+            disk.clear()
         cleared_at = time.monotonic()
         log_text = log_path.read_text(errors="replace")
         assert_fault_answer(streamed, 507, "storage-full", log_text)
         assert_fault_answer(spooled, 507, "storage-full", log_text)
 
-        objects_after = sorted(p.relative_to(storage) for p in storage.rglob("*") if p.is_file())
         intact = sum([await api.served_sha(fid) == digest for fid, digest in kept.items()])
-        on_disk = {str(p.name): sha(p.read_bytes()) for p in storage.rglob("*") if p.is_file()}
+        on_disk = {str(p.name): sha((disk.storage / p).read_bytes()) for p in disk.stored()}
 
         retried = pdf(big, 4)
         after = await api.upload("after-streamed-pdf", retried, "huge.pdf")
@@ -212,9 +291,12 @@ async def test_disk_full_during_upload(served_local: tuple[str, int, Path], db_u
     log_text = log_path.read_text(errors="replace")
 
     figures = {
-        "fault": "local disk full during an upload (RLIMIT_FSIZE lowered on the running server)",
+        "fault": ("local disk full during an upload (a tmpfs storage volume filled: ENOSPC)" if disk.mode == "enospc"
+                  else "local disk full during an upload (RLIMIT_FSIZE lowered on the running server)"),
+        "mode": disk.mode,
         "database": db_urls.dialect,
-        "limit_bytes": limit, "upload_bytes": big,
+        "limit_bytes": disk.limit if disk.mode == "rlimit" else TMPFS_BYTES, "upload_bytes": big,
+        **disk.fields,
         "uploads": api.outcomes,
         "statuses": sorted({str(o["status"]) for o in api.outcomes}),
         "files_before": len(kept), "files_before_intact": intact,
@@ -225,7 +307,8 @@ async def test_disk_full_during_upload(served_local: tuple[str, int, Path], db_u
         "recovery_seconds": round(recovered_in, 3),
         "server_errors_logged": log_text.count("Exception in ASGI application"),
     }
-    path = write_figures(f"storage-disk-full-{db_urls.dialect}", figures)
+    name = "storage-disk-full" + ("-enospc" if disk.mode == "enospc" else "")
+    path = write_figures(f"{name}-{db_urls.dialect}", figures)
     print(f"\nDisk-full figures ({path}): {figures}")
 
     assert listed_during == kept, "a row of the failed uploads (or a lost one) is listed"
@@ -233,6 +316,8 @@ async def test_disk_full_during_upload(served_local: tuple[str, int, Path], db_u
     assert intact == len(kept) and set(on_disk.values()) == set(kept.values())
     assert all(o["connection"] != "close" for o in api.outcomes), api.outcomes
     assert figures["server_errors_logged"] == 0, log_text[-3000:]
+    expected_errno = "ENOSPC" if disk.mode == "enospc" else "EFBIG"  # the kernel's own answer, not a stand-in
+    assert f'"errno": "{expected_errno}"' in log_text, log_text[-3000:]
 
 
 @pytest.fixture

@@ -114,6 +114,20 @@ def probe_router() -> APIRouter:
     async def boom() -> JSONResponse:
         raise RuntimeError("kaboom with password=hunter2")
 
+    @router.post("/stale")
+    async def stale() -> JSONResponse:
+        from sqlalchemy.orm.exc import StaleDataError
+
+        raise StaleDataError("UPDATE statement on table 'rules' expected to update 1 row(s); 0 were matched.")
+
+    @router.post("/fk-race")
+    async def fk_race() -> JSONResponse:
+        import sqlite3
+
+        from sqlalchemy.exc import IntegrityError
+
+        raise IntegrityError("INSERT INTO rule_evaluations ...", {}, sqlite3.IntegrityError("FOREIGN KEY constraint failed"))
+
     return router
 
 

@@ -207,3 +207,39 @@ def test_hex_trace_ids_pass_redaction_untouched_and_anything_else_is_redacted() 
     # A trace id that is not an id (a job header is free text) goes through the patterns.
     out = redact_processor(None, "info", {"event": "x", "trace_id": "Bearer abc.def"})
     assert out["trace_id"] == f"Bearer {REDACTED}"
+
+
+async def test_a_row_changed_meanwhile_is_a_409_not_a_500(make_client, parse_lines, capsys) -> None:
+    """An UPDATE that matched no row (another request deleted or changed it: StaleDataError)
+    is the client's race, not a bug: 409 problem+json, and no traceback in the log."""
+    _, client = await make_client()
+    capsys.readouterr()
+    resp = await client.post("/stale")
+    assert resp.status_code == 409, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.json()["type"].endswith("/concurrent-change")
+    lines = parse_lines(capsys.readouterr().out)
+    assert not any(e.get("event") == "unhandled_error" for e in lines)
+    assert any(e.get("event") == "concurrent_change" for e in lines)
+
+
+def test_the_web_error_page_shows_a_row_changed_meanwhile_as_a_409() -> None:
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from omnify.web.errors import describe
+
+    status, title, detail, _ = describe(StaleDataError("0 were matched"))
+    assert status == 409 and "meanwhile" in detail and title == "Changed meanwhile"
+
+
+async def test_a_constraint_lost_to_another_request_is_a_409_not_a_500(make_client, parse_lines, capsys) -> None:
+    """A parent deleted (or a unique value taken) by another request between a service's check
+    and its write: the web scan's run-now racing a rule's deletion."""
+    _, client = await make_client()
+    capsys.readouterr()
+    resp = await client.post("/fk-race")
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["type"].endswith("/concurrent-change")
+    lines = parse_lines(capsys.readouterr().out)
+    assert not any(e.get("event") == "unhandled_error" for e in lines)
+    assert any(e.get("event") == "concurrent_change" and e.get("error_type") == "IntegrityError" for e in lines)

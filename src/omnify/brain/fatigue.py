@@ -22,22 +22,30 @@ holidays, auction pressure).
 3. **Segmented fit.** ``y_t = a - b x_t`` with ``x_t = clip(t - tau, 0, kappa)``: flat at
    ``a`` until the onset ``tau``, then a linear decline (in log CTR) for ``kappa`` days to
    a floor; ``kappa`` = 1 is a step. Weighted least squares with a working variance
-   ``s0^2 + 1 / (E_t + 0.5)`` (auction noise plus binomial noise), over every onset in the
-   last ``max_onset_window`` days (keeping ``min_pre_days`` active days before it) and a
-   grid of ramp lengths, all from prefix sums, so one ad costs a few vector operations.
+   ``s0^2 + 1 / (E_t + 0.5)`` (auction noise plus binomial noise), on the last
+   ``fit_window`` days only (the level an ad held is its recent level: a slow drift over a
+   year would bend the flat part), over every onset in that window (keeping
+   ``min_pre_days`` active days before it) and a grid of ramp lengths, all from prefix
+   sums, so one ad costs a few vector operations.
    The evidence for a decline is the generalised likelihood ratio of the best fit against
    a constant CTR, ``GLR = S_xy^2 / S_xx / phi`` when the slope is downwards, where
    ``phi`` is a quasi-likelihood dispersion: the mean squared standardised day-to-day
    difference (insensitive to slow trends and to the level shift itself). The onset is
-   the best fit's ``tau``; its 95 % interval is the set of onsets whose profile GLR lies
-   within 3.84 of the best (a likelihood-ratio interval).
+   the posterior median over (onset, shape) with weights ``exp(GLR / 2)`` and a prior
+   uniform in time (each grid onset weighted by the days it stands for); its 95 %
+   interval is the set of onsets whose profile GLR lies within 3.84 of the best (a
+   likelihood-ratio interval).
 4. **Decision, causally.** On day *T*, using data up to *T* only, an ad is fatigued
    when: ``GLR >= glr_threshold``; the fitted fall at *T* is at least ``min_drop``; the
    last ``recent_days`` are down too (``recent_z`` SDs, and at least 3/4 of
    ``min_drop``), so a recovered ad is not reported; and the decline is at least
-   ``confirm_days`` old (transient dips, from auctions, holidays or a competitor's burst,
+   ``confirm_days`` old, counted from the *latest* onset of its 95 % interval (the
+   posterior median is reported as the onset, but while a decline is young its posterior
+   spreads back onto slow-ramp shapes and the median with it, which let one-week dips
+   pass as twelve days old) (transient dips, from auctions, holidays or a competitor's burst,
    last days to about a week and a half: pausing an ad that would have recovered costs
-   its good days). ``detected_date`` is the first day of the current run of days on
+   its good days), and no window of the last 1 .. ``recovery_days`` days is back near the
+   old level. ``detected_date`` is the first day of the current run of days on
    which this decision held, found by running it on every earlier day (exactly what a
    daily run would have flagged: every quantity is a prefix sum).
 5. **States.** ``fatigued``; ``recovering`` (a decline that was significant but whose
@@ -49,6 +57,10 @@ holidays, auction pressure).
    from the fitted slope: ``N = (-log(1 - min_drop) - b (T - tau)) / b`` days, with an
    interval from the slope's standard error. A forecast is raised when it is confident
    (slope ``forecast_z`` SDs from zero) and ``N`` is at most ``forecast_max_days``.
+   Otherwise a local linear trend (Kalman filter, :mod:`omnify.brain.forecast`) of the
+   same CTR ratio, with day-level noise kept apart from the level and its slope, may
+   raise it earlier: level ``forecast_drop_z`` SDs below its reference and at least
+   ``forecast_min_drop_now`` down, slope ``forecast_trend_z`` SDs from zero.
 
 CVR (conversions per click) is reported as evidence (its change since the onset), never
 as the reason: conversion rates also move with landing pages, offers and tracking, which
@@ -69,6 +81,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import lfilter
 
+from omnify.brain.forecast import ForecastConfig, forecast_crossing
 from omnify.brain.types import (
     BoolArray,
     DailyAdMetrics,
@@ -107,6 +120,9 @@ class FatigueConfig:
     """The last days that decide a dip is over."""
     recovery_z: float = 2.5
     max_onset_window: int = 365
+    fit_window: int = 150
+    """Days of data up to T the segmented fit uses: the level an ad held is its recent level
+    (a slow drift over many months otherwise bends the flat part and drags the onset)."""
     ramps: tuple[int, ...] = (1, 3, 7, 14, 30, 60, 100000)
     """Linear-decline lengths tried (1 is a step, the last an open ramp that has not levelled off)."""
     exp_scales: tuple[float, ...] = (4.0, 8.0, 16.0, 32.0)
@@ -119,6 +135,12 @@ class FatigueConfig:
     forecast_max_days: int = 14
     forecast_z: float = 3.0
     forecast_glr: float = 12.0
+    forecast_trend_z: float = 1.0
+    """Filtered CTR slope SDs from zero for a trend forecast (:mod:`omnify.brain.forecast`)."""
+    forecast_drop_z: float = 2.5
+    """SDs the filtered CTR level must sit below its reference for a trend forecast."""
+    forecast_min_drop_now: float = 0.06
+    """The CTR must already be this far below its reference level for a trend forecast."""
     detection_lookback: int = 120
     """Days walked back to find ``detected_date`` (older flags are reported as that far back)."""
     detection_date: bool = True
@@ -314,6 +336,16 @@ def _offsets(window: int) -> IntArray:
     return out
 
 
+def _spacing(offs: IntArray) -> FloatArray:
+    """Days each candidate onset stands for (half the gaps to its neighbours; 1 on a daily grid)."""
+    o = offs.astype(np.float64)
+    if o.shape[1] < 2:
+        return np.ones_like(o)
+    d = np.abs(np.diff(o, axis=1))
+    out: FloatArray = np.concatenate([d[:, :1], (d[:, :-1] + d[:, 1:]) / 2.0, d[:, -1:]], axis=1)
+    return out
+
+
 def shape_name(cfg: FatigueConfig, k: int) -> str:
     ramps = cfg.ramps
     if k < len(ramps):
@@ -325,7 +357,8 @@ def shape_name(cfg: FatigueConfig, k: int) -> str:
 def _fit(pre: _Prefix, rows: IntArray, days: IntArray, cfg: FatigueConfig, offsets: IntArray | None = None) -> _Fit:
     """The best flat-then-decline fit for each (row, T): data of days <= T only."""
     m = rows.shape[0]
-    offs = _offsets(cfg.max_onset_window)[None, :] if offsets is None else np.atleast_2d(offsets)
+    window = min(cfg.max_onset_window, cfg.fit_window)
+    offs = _offsets(window)[None, :] if offsets is None else np.atleast_2d(offsets)
     ramps = np.asarray(cfg.ramps, dtype=np.int64)
     lams = np.asarray(cfg.exp_scales, dtype=np.float64)
     n_k = ramps.shape[0]
@@ -339,8 +372,11 @@ def _fit(pre: _Prefix, rows: IntArray, days: IntArray, cfg: FatigueConfig, offse
         out: FloatArray = p[r3, hi] - p[r3, lo]
         return out
 
-    w_all = (pre.w[rows, days + 1] - pre.w[rows, 0])[:, None, None]
-    wy_all = (pre.wy[rows, days + 1] - pre.wy[rows, 0])[:, None, None]
+    # Only the last ``fit_window`` days: "the level the ad held" is its recent level, and a slow
+    # drift over many months (creative ageing, seasonality) would otherwise bend the flat part.
+    lo = np.clip(days + 1 - cfg.fit_window, 0, None)
+    w_all = (pre.w[rows, days + 1] - pre.w[rows, lo])[:, None, None]
+    wy_all = (pre.wy[rows, days + 1] - pre.wy[rows, lo])[:, None, None]
     tf = tau_c.astype(np.float64)
     # Linear ramps of length kappa, then a floor.
     bend = np.minimum(tau_c + ramps[None, None, :], end)
@@ -369,10 +405,11 @@ def _fit(pre: _Prefix, rows: IntArray, days: IntArray, cfg: FatigueConfig, offse
         cxx = sxx - sx * sx / w_all
         cxy = sxy - sx * wy_all / w_all
         beta = cxy / cxx
-    n_pre = s(pre.n, np.zeros_like(tau_c), tau_c)
-    e_pre = s(pre.e, np.zeros_like(tau_c), tau_c)
+    lo3 = np.broadcast_to(lo[:, None, None], tau_c.shape)
+    n_pre = s(pre.n, lo3, tau_c)
+    e_pre = s(pre.e, lo3, tau_c)
     n_post = s(pre.n, tau_c, end)
-    first = pre.first[rows][:, None, None]
+    first = np.maximum(pre.first[rows], lo)[:, None, None]
     span = big_t - tau_c + 1
     shape_ok = np.concatenate(
         [(ramps[None, None, :] <= span) | (ramps[None, None, :] == ramps[-1]), np.ones(sx_e.shape, dtype=bool)],
@@ -413,8 +450,12 @@ def _fit(pre: _Prefix, rows: IntArray, days: IntArray, cfg: FatigueConfig, offse
         drop_t = np.where(ok, -b_beta * x_t / a_pos, 0.0)
         rate_t = np.where(ok, -b_beta * dx_t / a_pos, 0.0)
 
-    # Onset: posterior median over (onset, shape), flat priors on the grid, weight exp(GLR / 2).
+    # Onset: posterior median over (onset, shape), weight exp(GLR / 2), with a prior that is
+    # uniform in time: the onset grid thins out to every 3rd and 7th day further back, so each
+    # candidate stands for the days around it (a flat prior over grid points would favour
+    # recent onsets, and place old declines late).
     post = np.where(glr >= 0, np.exp(np.clip((glr - g_best[:, None, None]) / 2.0, -50, 0)), 0.0).sum(axis=2)
+    post = post * _spacing(offs)
     cdf = np.cumsum(post[:, ::-1], axis=1)  # offsets descending -> onsets ascending
     med_i = np.argmax(cdf >= 0.5 * cdf[:, -1:], axis=1)
     tau_med = tau_c[ar, post.shape[1] - 1 - med_i, 0]
@@ -429,7 +470,8 @@ def _fit(pre: _Prefix, rows: IntArray, days: IntArray, cfg: FatigueConfig, offse
     open_glr = open_k[ar, open_d]
     open_beta = beta[ar, open_d, n_k - 1]
     open_se = np.sqrt(phi / np.maximum(cxx[ar, open_d, n_k - 1], 1e-12))
-    open_a = np.maximum((wy_all[:, 0, 0] - open_beta * sx[ar, open_d, n_k - 1]) / w_all[:, 0, 0], 1e-9)
+    with np.errstate(divide="ignore", invalid="ignore"):  # rows without data: NaN, zeroed where used
+        open_a = np.maximum((wy_all[:, 0, 0] - open_beta * sx[ar, open_d, n_k - 1]) / w_all[:, 0, 0], 1e-9)
 
     # Recent window and recovery, against the pre-onset level a.
     lo_r = np.clip(days + 1 - cfg.recent_days, 0, None)
@@ -438,18 +480,24 @@ def _fit(pre: _Prefix, rows: IntArray, days: IntArray, cfg: FatigueConfig, offse
     tau_used = np.where(ok, tau_med, b_tau)
     with np.errstate(divide="ignore", invalid="ignore"):
         ybar_r = wy_r / w_r
-        w_pre = pre.w[rows, b_tau] - pre.w[rows, 0]
+        w_pre = pre.w[rows, b_tau] - pre.w[rows, lo]
         recent_z = (ybar_r - b_a) / np.sqrt(phi * (1.0 / w_r + 1.0 / np.maximum(w_pre, 1e-12)))
         recent_drop = np.where(w_r > 0, 1.0 - ybar_r / a_pos, 0.0)
-    lo_v = np.clip(days + 1 - cfg.recovery_days, 0, None)
-    w_v = pre.w[rows, days + 1] - pre.w[rows, lo_v]
-    wy_v = pre.wy[rows, days + 1] - pre.wy[rows, lo_v]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ybar_v = wy_v / w_v
-        fit_t = b_a + b_beta * x_t
-        z_up = (ybar_v - fit_t) / np.sqrt(phi / w_v)
-        back = 1.0 - ybar_v / a_pos < cfg.min_drop / 2.0
-    recovering = ok & (w_v > 0) & (z_up >= cfg.recovery_z) & back
+    # A dip is over when the last k days (k = 1 .. recovery_days) are back near the old level
+    # and clearly above the fitted decline. Checking the shorter windows too matters at the
+    # end of a dip: a flag raised on the first or second day back would propose pausing an
+    # ad that has already recovered, before a full recovery window has filled.
+    fit_t = b_a + b_beta * x_t
+    recovering = np.zeros(m, dtype=bool)
+    for k in range(1, cfg.recovery_days + 1):
+        lo_v = np.clip(days + 1 - k, 0, None)
+        w_v = pre.w[rows, days + 1] - pre.w[rows, lo_v]
+        wy_v = pre.wy[rows, days + 1] - pre.wy[rows, lo_v]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ybar_v = wy_v / w_v
+            z_up = (ybar_v - fit_t) / np.sqrt(phi / w_v)
+            back = 1.0 - ybar_v / a_pos < cfg.min_drop / 2.0
+        recovering |= ok & (w_v > 0) & (z_up >= cfg.recovery_z) & back
     return _Fit(
         ok=ok,
         glr=np.maximum(g_best, 0.0),
@@ -515,7 +563,7 @@ def _decide(fit: _Fit, pre: _Prefix, rows: IntArray, days: IntArray, cfg: Fatigu
         & (fit.drop_at_t >= cfg.min_drop)
         & (fit.recent_drop >= 0.75 * cfg.min_drop)
         & (fit.recent_z <= -cfg.recent_z)
-        & (days - fit.tau >= cfg.confirm_days)
+        & (days - fit.onset_hi >= cfg.confirm_days)
         & ~fit.recovering,
         dtype=bool,
     )
@@ -583,6 +631,17 @@ def _forecast(fit: _Fit, days: IntArray, fatigued: BoolArray, eligible: BoolArra
             }
         )
     return out
+
+
+def _forecast_config(cfg: FatigueConfig) -> ForecastConfig:
+    return ForecastConfig(
+        min_drop=cfg.min_drop,
+        max_days=cfg.forecast_max_days,
+        slope_z=cfg.forecast_trend_z,
+        drop_z=cfg.forecast_drop_z,
+        min_current_drop=cfg.forecast_min_drop_now,
+        working_sd=cfg.working_sd,
+    )
 
 
 # --------------------------------------------------------------------------- public API
@@ -664,7 +723,7 @@ def detect_fatigue_pivot(
         holiday_sd=cfg.holiday_prior_sd,
         working_sd=cfg.working_sd,
     )
-    pre, _y, expected, _valid = _prefix(clicks, imps, present, factor, cfg)
+    pre, ratio, expected, valid = _prefix(clicks, imps, present, factor, cfg)
     rows = np.arange(n)
     last = np.full(n, t_len - 1, dtype=np.int64)
     # Only ads whose last two weeks sit below their earlier average need the full search; the
@@ -674,7 +733,10 @@ def detect_fatigue_pivot(
     fatigued = _decide(fit, pre, rows, last, cfg)
     eligible = (last >= pre.eligible_from) & (fit.ok | ~np.isin(rows, cand))
     states = _state(fit, fatigued, eligible, cfg)
-    forecasts = _forecast(fit, last, fatigued, eligible, cfg)
+    # the open-ramp extrapolation, else the local-linear-trend filter (omnify.brain.forecast)
+    trend = forecast_crossing(ratio, expected, valid, fatigued | ~eligible, _forecast_config(cfg))
+    ramp = _forecast(fit, last, fatigued, eligible, cfg)
+    forecasts = [r if r is not None else k for r, k in zip(ramp, trend, strict=True)]
     detected = np.where(fatigued, t_len - 1, -1)
     if cfg.detection_date and fatigued.any():
         detected = _first_flag_day(pre, fit, np.flatnonzero(fatigued), t_len - 1, cfg, detected)

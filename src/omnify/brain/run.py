@@ -45,6 +45,7 @@ from omnify.brain.types import (
     FatigueResult,
     JsonMixin,
     LTVResult,
+    Pivot,
     as_dates,
     as_float,
     as_labels,
@@ -175,7 +176,7 @@ def run_brain(
         acfg = replace(cfg.allocation, max_daily_change=plan.max_daily_change)
         try:
             allocation = allocation_from_pivot(
-                series.campaign_pivot(),
+                _with_impressions(series.campaign_pivot(), ad_pv, series),
                 total_budget=plan.total_budget,
                 current=plan.current,
                 min_budget=plan.min_budget,
@@ -331,7 +332,7 @@ def _fatigue_recs(results: list[FatigueResult], cfg: BrainConfig) -> list[Recomm
 
 
 def _forecast_recs(results: list[FatigueResult], cfg: BrainConfig) -> list[Recommendation]:
-    """"Fatigue expected in N days": an ad whose CTR is falling towards the threshold, raised ahead.
+    """ "Fatigue expected in N days": an ad whose CTR is falling towards the threshold, raised ahead.
 
     One recommendation per ad (the key has no date), updated while the decline goes on and
     expired by the next run once the trend recovers or the ad crosses (then it is fatigue).
@@ -393,6 +394,42 @@ def _anomaly_recs(incidents: list[AnomalyIncident]) -> list[Recommendation]:
         )
         for inc in incidents
     ]
+
+
+def _with_impressions(campaigns: Pivot, ads: Pivot, series: EntitySeries | None = None) -> Pivot:
+    """The campaign pivot with each campaign's daily impressions, for the delivery fit.
+
+    Allocation fits the shape of the response on delivery (impressions per unit of
+    spend), which is far less noisy than revenue. A campaign with many ads rarely has a
+    day on which *every* ad reported (the pivot's usable days), yet its cost per
+    impression is measured on the ads that did: with ``series`` given, every known day
+    gets ``impressions = campaign spend (reported + imputed) x reported impressions /
+    reported spend`` and ``delivery_days`` marks those days; without it only the
+    complete days carry impressions.
+    """
+    if "impressions" not in ads.values or "campaign_id" not in ads.attrs:
+        return campaigns
+    if campaigns.dates.shape != ads.dates.shape or bool((campaigns.dates != ads.dates).any()):
+        return campaigns
+    index = {cid: k for k, cid in enumerate(campaigns.keys)}
+    codes = np.array([index.get(c, -1) for c in ads.attrs["campaign_id"]], dtype=np.int64)
+    keep = codes >= 0
+    imps = np.zeros(campaigns.shape)
+    reported = np.zeros(campaigns.shape)
+    np.add.at(imps, codes[keep], np.where(ads.present, ads.values["impressions"], 0.0)[keep])
+    np.add.at(reported, codes[keep], np.where(ads.present, ads.values["spend"], 0.0)[keep])
+    values = {**campaigns.values, "impressions": imps}
+    if series is not None:
+        rows = [k for k, lv in enumerate(series.level) if lv == "campaign"]
+        known = series.known()[rows]
+        order = [index[series.entity_id[k]] for k in rows]
+        known_c = np.zeros(campaigns.shape, dtype=bool)
+        known_c[order] = known
+        spend = campaigns.values["spend"]
+        ok = known_c & (reported > 0) & (imps > 0) & (spend > 0)
+        values["impressions"] = np.where(ok, spend * imps / np.where(ok, reported, 1.0), 0.0)
+        values["delivery_days"] = ok.astype(np.float64)
+    return Pivot(campaigns.keys, campaigns.dates, values, campaigns.attrs, campaigns.rows)
 
 
 def _allocation_recs(

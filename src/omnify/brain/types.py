@@ -449,11 +449,16 @@ class ResponseCurve(JsonMixin):
     marginal_roas_band: tuple[float, float] | None = None
     """90% interval of the revenue from one more unit of daily spend at the current level."""
     family: str = "hill"
-    """``hill`` (beta x^s / (K^s + x^s)) or ``constant-elasticity`` (beta x^s, half_saturation = inf)."""
+    """``hill`` (beta x^s / (K^s + x^s)), ``constant-elasticity`` (beta x^s, half_saturation = inf),
+    ``saturating`` (Michaelis-Menten, shape 1) or ``exponential`` (beta (1 - exp(-x / half_saturation))^s)."""
     elasticity: float | None = None
     elasticity_raw: float | None = None
     """The campaign's own estimate before shrinkage towards the client's other campaigns."""
     elasticity_se: float | None = None
+    max_spend: float | None = None
+    """Highest daily spend the curve is trusted at (from the fit's uncertainty).
+
+    None: the allocator's ``extrapolation_limit`` x the highest daily spend seen."""
 
 
 @dataclasses.dataclass(frozen=True)

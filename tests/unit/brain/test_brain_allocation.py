@@ -15,7 +15,7 @@ from omnify.brain.allocation import (
     curve_revenue,
     fit_response_curve,
 )
-from omnify.brain.types import BrainInputError, ResponseCurve
+from omnify.brain.types import BrainInputError, Pivot, ResponseCurve
 
 
 def _history(
@@ -284,3 +284,128 @@ def test_optimiser_revenue_is_exactly_steady_state(mix: str) -> None:
     rev = allocation._Revenue(beta, kappa, shape)
     for x in (rng.uniform(0.0, 800.0, n), np.zeros(n), np.array([0.0, -1e-12, 1e-9, 5.0, 1e6, 3.0, 0.0, 2.0, 7.0])):
         np.testing.assert_array_equal(rev(x), allocation.steady_state(beta, kappa, shape, x))
+
+
+def _funnel_pivot(seed: int = 3, n: int = 300) -> tuple[Pivot, dict[str, object]]:
+    """Campaigns whose delivery saturates by reach or follows a power law; revenue = yield x impressions."""
+    rng = np.random.default_rng(seed)
+    dates = np.arange(np.datetime64("2025-01-01"), np.datetime64("2025-01-01") + n)
+    truth: dict[str, object] = {
+        "capped": lambda s: 400.0 * (1.0 - np.exp(-s / 300.0)) * 100.0,  # impressions
+        "power": lambda s: 60.0 * s**0.5 * 100.0,
+        "small": lambda s: 20.0 * s**0.7 * 100.0,
+    }
+    scale = {"capped": 200.0, "power": 400.0, "small": 30.0}
+    spend, imps, rev = [], [], []
+    for cid, fn in truth.items():
+        level = np.repeat(np.exp(rng.uniform(-0.5, 0.5, n // 28 + 1)), 28)[:n]
+        s = scale[cid] * level * np.exp(rng.normal(0, 0.08, n))
+        m = fn(s) * np.exp(rng.normal(0, 0.05, n))  # type: ignore[operator]
+        spend.append(s)
+        imps.append(m)
+        rev.append(0.02 * m * np.exp(rng.normal(0, 0.3, n)))
+    pv = Pivot(
+        list(truth),
+        dates,
+        {"spend": np.array(spend), "revenue": np.array(rev), "impressions": np.array(imps)},
+        {},
+        np.ones((len(truth), n)),
+    )
+    return pv, truth
+
+
+def test_funnel_fit_recovers_delivery_shapes_and_trusts_them_beyond_twice_the_seen_spend() -> None:
+    pv, truth = _funnel_pivot()
+    curves, reasons = allocation.fit_funnel(pv)
+    assert not reasons
+    assert curves["capped"].family == "exponential"
+    assert curves["power"].family in ("constant-elasticity", "exponential")
+    for cid, c in curves.items():
+        i = pv.keys.index(cid)
+        today = float(pv.values["spend"][i, -28:].mean())
+        rpi = float(pv.values["revenue"][i, -28:].sum() / pv.values["impressions"][i, -28:].sum())
+        for mult in (0.5, 1.0, 3.0):
+            want = rpi * float(truth[cid](mult * today))  # type: ignore[operator]
+            assert abs(curve_revenue(c, mult * today) / want - 1.0) < 0.12, (cid, mult)
+        assert c.max_spend is not None and c.max_spend >= c.spend_range[1]
+        assert c.elasticity is not None and 0.0 < c.elasticity < 1.0
+    # the power law is measured precisely: it is trusted well beyond twice the highest spend seen
+    assert curves["power"].max_spend > 2.0 * curves["power"].spend_range[1]  # type: ignore[operator]
+    json.dumps(curves["capped"].to_dict())
+
+
+def test_funnel_plan_is_unboxed_and_each_guarded_step_reports_revenue_and_band() -> None:
+    pv, _ = _funnel_pivot()
+    current = {"capped": 400.0, "power": 200.0, "small": 30.0}  # the reach-capped one is overfunded
+    res = allocation.allocation_from_pivot(pv, current=current, config=AllocationConfig(max_daily_change=0.2))
+    plan = {c.campaign_id: c.planned for c in res.campaigns}
+    assert plan["capped"] is not None and plan["capped"] < 400.0 * 0.8**3  # more than three guarded steps away
+    assert sum(v for v in plan.values() if v is not None) == pytest.approx(630.0, abs=0.05)  # rounded to cents
+    prev = current
+    for step in res.path:
+        for cid, v in step["budgets"].items():
+            assert abs(v - prev[cid]) <= 0.2 * prev[cid] + 0.02
+        lo, hi = step["band"]
+        assert lo <= step["revenue_change"] <= hi
+        assert 0.0 <= step["probability_positive"] <= 1.0
+        prev = step["budgets"]
+    assert res.path[-1]["revenue_change"] >= res.path[0]["revenue_change"] > 0
+    assert res.expected_revenue_change >= res.path[0]["revenue_change"]
+
+
+def test_funnel_falls_back_to_revenue_fit_without_impressions() -> None:
+    pv, _ = _funnel_pivot()
+    bare = Pivot(pv.keys, pv.dates, {k: pv.values[k] for k in ("spend", "revenue")}, {}, pv.rows)
+    res = allocation.allocation_from_pivot(bare)
+    assert {c.family for c in res.curves} <= {"constant-elasticity", "saturating"}
+
+
+def test_optimiser_revenue_is_exactly_steady_state_with_exponential_curves() -> None:
+    rng = np.random.default_rng(12)
+    n = 9
+    beta = rng.uniform(0.5, 50.0, n)
+    kappa = rng.uniform(10.0, 500.0, n)
+    kappa[::3] = np.inf
+    kappa[1::3] *= -1.0  # the exponential family's array code
+    shape = rng.uniform(0.2, 1.0, n)
+    rev = allocation._Revenue(beta, kappa, shape)
+    for x in (rng.uniform(0.0, 800.0, n), np.zeros(n)):
+        np.testing.assert_array_equal(rev(x), allocation.steady_state(beta, kappa, shape, x))
+    x = rng.uniform(1.0, 800.0, n)
+    x[1::3] = rng.uniform(0.2, 2.0, 3) * -kappa[1::3]  # exponential curves where they still rise
+    h = 1e-4
+    num = (allocation.steady_state(beta, kappa, shape, x + h) - allocation.steady_state(beta, kappa, shape, x - h)) / (
+        2 * h
+    )
+    np.testing.assert_allclose(allocation._slope(beta, kappa, shape, x), num, rtol=1e-5, atol=1e-12)
+    c = ResponseCurve(
+        "e", 5.0, 120.0, 0.8, 0.0, 0.0, 100, 0.0, [[0.0] * 4 for _ in range(4)], (0.0, 0.0), family="exponential"
+    )
+    assert curve_revenue(c, 100.0) == pytest.approx(5.0 * (1 - np.exp(-100.0 / 120.0)) ** 0.8)
+
+
+def test_young_campaign_gets_a_pooled_curve_instead_of_a_lock() -> None:
+    """A campaign with fewer than ``min_days`` usable days borrows the client's elasticity (not locked)."""
+    pv, truth = _funnel_pivot()
+    n = pv.shape[1]
+    young = pv.keys.index("small")
+    rows = pv.rows.copy()
+    values = {k: v.copy() for k, v in pv.values.items()}
+    rows[young, : n - 30] = 0.0
+    for k in values:
+        values[k][young, : n - 30] = 0.0
+    pv_young = Pivot(pv.keys, pv.dates, values, {}, rows)
+    locked = AllocationConfig(min_pooled_days=42)
+    _, reasons = allocation.fit_funnel(pv_young, locked)
+    assert reasons["small"].startswith("only 30 usable days")
+    curves, reasons = allocation.fit_funnel(pv_young, AllocationConfig(min_pool_campaigns=2))
+    assert "small" not in reasons
+    c = curves["small"]
+    assert c.n_obs == 30 and c.max_spend is not None and c.max_spend >= c.spend_range[1]
+    assert c.elasticity is not None and 0.0 < c.elasticity < 1.0
+    # the pooled curve is close to the truth around today's spend
+    today = float(values["spend"][young, -28:].mean())
+    rpi = float(values["revenue"][young, -28:].sum() / values["impressions"][young, -28:].sum())
+    for mult in (0.7, 1.0, 1.5):
+        want = rpi * float(truth["small"](mult * today))  # type: ignore[operator]
+        assert abs(curve_revenue(c, mult * today) / want - 1.0) < 0.15, mult

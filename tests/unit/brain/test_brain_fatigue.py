@@ -226,3 +226,26 @@ def test_forecast_becomes_a_recommendation() -> None:
     assert len(recs) == 1 and recs[0].title.startswith("Fatigue expected in ")
     assert recs[0].dedupe_key == "fatigue-forecast:a" and recs[0].action is None
     assert recs[0].evidence["forecast"]["threshold_drop"] == 0.2
+
+
+def test_old_decline_onset_is_not_pulled_towards_recent_days() -> None:
+    """An onset 80 days back (where the onset grid is sparse) is placed within a week."""
+    n, onset = 200, 110
+    s = _series(n, _decay(n, onset, tau=6.0, floor=0.5), seed=5, imps=3000.0)
+    res = detect_fatigue_series(s["dates"], s["impressions"], s["clicks"], s["conversions"], s["spend"])
+    assert res.fatigued, res.reason
+    assert res.onset_date is not None
+    assert abs(int((np.datetime64(res.onset_date) - START).astype(int)) - onset) <= 7
+
+
+def test_ten_day_dip_judged_daily_is_never_fatigued() -> None:
+    """A causal daily run over a deep 10-day dip and the fortnight after it never flags it."""
+    n = 150
+    ctr = np.full(n, 0.02)
+    ctr[100:110] *= 0.6
+    s = _series(n, ctr, seed=7)
+    for end in range(100, n):
+        res = detect_fatigue_series(
+            s["dates"][: end + 1], s["impressions"][: end + 1], s["clicks"][: end + 1], s["conversions"][: end + 1]
+        )
+        assert not res.fatigued, (end, res.reason)

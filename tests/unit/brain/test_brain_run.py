@@ -178,7 +178,9 @@ def test_store_without_order_values_runs_on_purchases_alone() -> None:
         for _ in range(int(rng.poisson(2.0))):
             ids.append(f"c{c}")
             days.append(min(first + int(rng.integers(1, 200)), 419))
-    orders = Orders.build(customer_id=ids, date=START + np.array(days).astype("timedelta64[D]"), amount=np.zeros(len(ids)))
+    orders = Orders.build(
+        customer_id=ids, date=START + np.array(days).astype("timedelta64[D]"), amount=np.zeros(len(ids))
+    )
     result = run_brain(BrainFrames(client_id="c", ads=_client(n_ads=4), orders=orders))
     assert result.ltv is not None and result.ltv.method == "bgnbd"
     assert result.ltv.bgnbd is not None and result.ltv.gamma_gamma is None
@@ -203,3 +205,38 @@ def test_hourly_rows_are_refused_with_a_clear_error(stamps: object) -> None:
 
     midnight = DailyAdMetrics.build(ad_id=["a"], date=[datetime(2024, 1, 1)], impressions=[1.0], clicks=[0.0])
     assert len(midnight) == 1  # a datetime at midnight is a day
+
+
+def test_campaign_delivery_is_measured_on_days_some_ads_missed() -> None:
+    """A lost ad row leaves the campaign day incomplete, but its cost per impression is still
+    measured on the ads that reported: the delivery fit gets that day, scaled to the campaign's spend."""
+    from omnify.brain.anomaly import EntitySeries
+    from omnify.brain.run import _with_impressions
+
+    ads = _client(n_ads=8, n_days=60)
+    keep = ~((np.asarray(ads.ad_id) == "ad0") & (np.asarray(ads.date) == START + 30))
+    sub = DailyAdMetrics.build(
+        ad_id=np.asarray(ads.ad_id)[keep],  # type: ignore[arg-type]
+        date=np.asarray(ads.date)[keep],  # type: ignore[arg-type]
+        impressions=np.asarray(ads.impressions)[keep],
+        clicks=np.asarray(ads.clicks)[keep],
+        conversions=np.asarray(ads.conversions)[keep],
+        spend=np.asarray(ads.spend)[keep],
+        revenue=np.asarray(ads.revenue)[keep],
+        campaign_id=np.asarray(ads.campaign_id)[keep],  # type: ignore[arg-type]
+        account_id=np.asarray(ads.account_id)[keep],  # type: ignore[arg-type]
+        platform=np.asarray(ads.platform)[keep],  # type: ignore[arg-type]
+    )
+    ad_pv = sub.ad_pivot()
+    series = EntitySeries.from_pivot(ad_pv)
+    camp = series.campaign_pivot()
+    plain = _with_impressions(camp, ad_pv)
+    full = _with_impressions(camp, ad_pv, series)
+    c0 = camp.keys.index("c0")
+    assert not camp.present[c0, 30]  # not every ad of c0 reported that day
+    assert plain.values["impressions"][c0, 30] < full.values["impressions"][c0, 30]
+    assert full.values["delivery_days"][c0, 30] == 1.0
+    # on a complete day both are the plain sum over the campaign's ads
+    assert full.values["impressions"][c0, 29] == pytest.approx(plain.values["impressions"][c0, 29])
+    ratio = full.values["impressions"][c0, 30] / camp.values["spend"][c0, 30]
+    assert ratio == pytest.approx(plain.values["impressions"][c0, 29] / camp.values["spend"][c0, 29], rel=0.15)

@@ -120,7 +120,11 @@ async def test_demo_client_pdf_renders_and_the_weekly_email_goes_out_on_schedule
             session, org_id, actor, client_id, cadence=Cadence.WEEKLY, weekday=0, send_time=time(8, 0),
             day_of_month=1, recipients=["cmo@acme-outdoor.example", "ops@acme-outdoor.example"], enabled=True)
     local_now = utcnow().astimezone(zone(TZ))
-    monday = local_now.date() + timedelta(days=(7 - local_now.weekday()) % 7 or 7)
+    # The first send is the next Monday 08:00 there after now: today, when today is a Monday before 08:00
+    # (CI's clock-moved pass once ran at 01:09 on a Monday in New York and the send was due that morning).
+    monday = local_now.date() + timedelta(days=(7 - local_now.weekday()) % 7)
+    if datetime.combine(monday, time(8, 0), tzinfo=zone(TZ)) <= local_now:
+        monday += timedelta(days=7)
     before = datetime.combine(monday, time(7, 30), tzinfo=zone(TZ))
     after = datetime.combine(monday, time(9, 0), tzinfo=zone(TZ))
     async def queued() -> list[EmailOutbox]:  # this organization's report e-mails (other tests' orgs share the DB)

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-runtime up test test-sqlite test-postgres lint typecheck bandit bench-gate reliability check validate-deploy clean
+.PHONY: install install-runtime up test test-sqlite test-postgres lint typecheck bandit bench-gate reliability web-scan check validate-deploy clean
 
 # What running the product needs (`make up`): no test, lint or browser tooling.
 $(BIN)/.runtime: pyproject.toml
@@ -51,6 +51,9 @@ bench-gate: install  ## each bench's smoke run vs a baseline commit measured in 
 reliability: install  ## run the fault-injection tests, regenerate docs/reliability.md from their figures
 	bash scripts/install-test-tools.sh
 	$(BIN)/python scripts/reliability-report.py
+
+web-scan: install  ## Wapiti's active and passive scan of `omnify up` (web app and API); fails on a high finding or a 5xx
+	$(BIN)/python bench/web_scan.py --quick
 
 check: lint typecheck test
 

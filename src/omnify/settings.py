@@ -187,9 +187,17 @@ class Settings(BaseSettings):
     # worker that died: the redelivered task closes it as abandoned and redoes the slot
     # (docs/operations.md, "Rule evaluations whose worker died"). Longer than any evaluation.
     rule_evaluation_lease_seconds: float = Field(600.0, ge=1)
+    # An action still 'applying' or 'undoing' this many seconds after its claim was left by a
+    # worker that died mid-apply: the beat sweep reads each planned entity on the platform
+    # and settles it (applied/failed, undone/applied; docs/operations.md, "Actions
+    # interrupted mid-apply"). Far longer than any apply (a few platform calls).
+    action_reconcile_after_seconds: float = Field(600.0, ge=1)
     # Test only: seconds a rule evaluation sleeps after acting, before it records its
     # result, so a test can kill its worker mid-run. 0 (the default) everywhere else.
     rule_evaluation_test_pause_seconds: float = Field(0.0, ge=0)
+    # Test only: seconds the rules beat job sleeps between recording the due slots (and
+    # advancing next_run_at) and evaluating them. 0 (the default) everywhere else.
+    rule_schedule_test_pause_seconds: float = Field(0.0, ge=0)
     sync_batch_size: int = Field(1000, ge=1)
     sync_metrics_chunk_days: int = Field(30, ge=1)
     sync_shop_overlap_seconds: float = Field(3600.0, ge=0)

@@ -15,12 +15,22 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from omnify.core.context import Actor
-from omnify.core.errors import AppError, Conflict
+from omnify.core.errors import AppError, Conflict, ServiceUnavailable
 from omnify.credentials import service as credentials
 from omnify.credentials.keys import keyrings_for
 from omnify.credentials.platforms import Platform as CredentialPlatform
 from omnify.credentials.service import RevealedCredential
-from omnify.integrations.base import AdConnector, ConnectorError, Platform, TokenSet
+from omnify.integrations.base import (
+    AdConnector,
+    AuthExpired,
+    AuthRevoked,
+    CircuitOpen,
+    ConnectorError,
+    InvalidRequest,
+    PermissionDenied,
+    Platform,
+    TokenSet,
+)
 from omnify.settings import Settings
 
 
@@ -29,9 +39,30 @@ class PlatformNotSupported(Conflict):
 
 
 class PlatformError(AppError):
-    """The ad platform refused or failed the change; nothing is left half-done (see service)."""
+    """The ad platform failed the change in a way neither refused it nor asked to retry (an
+    answer the connector could not read); nothing is left half-done (see service)."""
 
-    status, code, title = 502, "platform-error", "The ad platform refused the change"
+    status, code, title = 502, "platform-error", "The ad platform failed the change"
+
+
+class PlatformRefused(Conflict):
+    """The platform answered and refused: the entity is not (or no longer) reachable with this
+    connection, a field is invalid for its current state, or access was revoked. Retrying the
+    same change will not help until something changes on the platform or the connection, so it
+    is the caller's conflict with the platform's state (409), not a failure of ours or of the
+    platform (5xx)."""
+
+    code, title = "platform-refused", "The ad platform refused the change"
+
+
+class PlatformBusy(ServiceUnavailable):
+    """The platform is rate limiting, failing transiently or short-circuited: retry later."""
+
+    code, title = "platform-unavailable", "The ad platform is unavailable"
+
+
+#: Seconds a client should wait when the platform gave no Retry-After of its own.
+PLATFORM_RETRY_AFTER_SECONDS = 30
 
 
 def _secret(value: Any) -> str:
@@ -95,9 +126,17 @@ async def open_connector(
     return connector_factory(settings, plat, cred)
 
 
-def platform_error(exc: ConnectorError, platform: str) -> PlatformError:
-    """A client-safe error (connector messages never carry secrets)."""
-    return PlatformError(f"{platform}: {exc}", platform=platform, platform_code=exc.platform_code,
-                         upstream_status=exc.status)
+def platform_error(exc: ConnectorError, platform: str) -> AppError:
+    """A client-safe error (connector messages never carry secrets), by what the platform said:
+    a refusal is 409, a retryable failure 503 with Retry-After, anything else 502."""
+    detail = f"{platform}: {exc}"
+    extra: dict[str, Any] = {"platform": platform, "platform_code": exc.platform_code, "upstream_status": exc.status}
+    if isinstance(exc, InvalidRequest | PermissionDenied | AuthRevoked | AuthExpired):
+        return PlatformRefused(detail, **extra)
+    if exc.retryable or isinstance(exc, CircuitOpen):
+        retry_after = getattr(exc, "retry_after", None)
+        wait = int(retry_after) + 1 if isinstance(retry_after, int | float) else PLATFORM_RETRY_AFTER_SECONDS
+        return PlatformBusy(detail, headers={"Retry-After": str(wait)}, **extra)
+    return PlatformError(detail, **extra)
 
 

@@ -34,8 +34,20 @@ IdemHeader = Annotated[
     Header(alias="Idempotency-Key", max_length=300,
            description="Unique per intended effect; a retry with the same key is answered from the first call."),
 ]
+#: How a platform's answer reaches the caller (see omnify.actions.platforms.platform_error);
+#: nothing is left half-done in any of them.
+PLATFORM_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    409: {"description": "Conflict with the object's current state, or `platform-refused`: the ad platform "
+                         "refused the change (an entity not reachable with this connection, a revoked token)."},
+    502: {"description": "`platform-error`: the ad platform failed the change with an answer that was neither "
+                         "a refusal nor a request to retry."},
+    503: {"description": "Temporarily unavailable: the database, or `platform-unavailable` (the ad platform "
+                         "is rate limiting or failing transiently); retry after `Retry-After`."},
+}
 ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": ActionOut, "description": "Over the approval threshold: waiting for an admin."},
+    **problems(409, 502, 503),
+    **PLATFORM_PROBLEMS,
 }
 
 
@@ -118,7 +130,8 @@ async def reject_action(action_id: uuid.UUID, body: RejectIn, ctx: Approver) -> 
     return action_out(action)
 
 
-@router.post("/orgs/{org_id}/actions/{action_id}/undo", response_model=ActionOut, responses=problems(400))
+@router.post("/orgs/{org_id}/actions/{action_id}/undo", response_model=ActionOut,
+             responses={**problems(400, 409, 502, 503), **PLATFORM_PROBLEMS})
 async def undo_action(
     action_id: uuid.UUID, request: Request, ctx: Applier, settings: SettingsDep, idempotency_key: IdemHeader = None,
 ) -> Any:

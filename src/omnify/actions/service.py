@@ -12,7 +12,9 @@ accounted for:
    action as ``applying``. Commit before any platform call.
 4. Call the platform entity by entity. If a call fails, the changes already made are
    reverted in reverse order (compensation), the action is recorded ``failed`` with
-   what happened, the recommendation reopens, and the caller gets a 502.
+   what happened, the recommendation reopens, and the caller gets a 409 ``platform-refused``
+   when the platform refused (an unknown or unreachable entity, a revoked token), a 503 with
+   ``Retry-After`` when it was busy or failing transiently, a 502 for any other failure.
 5. Record ``applied`` with each entity's before/after, audit, emit ``action.applied``,
    count ``omnify_actions_applied_total{module}`` - in one transaction with the
    Idempotency-Key's stored answer.

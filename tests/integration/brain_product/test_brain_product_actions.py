@@ -222,8 +222,9 @@ async def test_platform_failure_reverts_partial_changes(
     rec_id = await rec_id_by_key(api, team.owner, client_id, finding.dedupe_key)
     resp = await api.post(org_url(team.owner, "recommendations", rec_id, "apply"),
                           headers={**team.owner.headers, "Idempotency-Key": "fail-once"})
-    assert resp.status_code == 502, resp.text
-    assert resp.json()["type"].endswith("platform-error")
+    assert resp.status_code == 409, resp.text  # the platform refused: a conflict, not a 5xx
+    assert resp.json()["type"].endswith("platform-refused")
+    assert resp.json()["platform"] == "meta_ads" and resp.json()["upstream_status"] == 400
     assert c1.daily_budget_minor == b1  # the first change was reverted
     actions = (await api.get(org_url(team.owner, "actions"), headers=team.owner.headers,
                              params={"recommendation_id": rec_id})).json()["items"]

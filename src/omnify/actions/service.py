@@ -253,6 +253,10 @@ class _Connectors:
             except NotFound:
                 raise PlatformNotConnected(
                     f"The client has no {platform} credential; connect the platform first.") from None
+            # The reveal's audit entry is committed before any platform call, so it stands
+            # whatever the call does (a worker killed mid-call included), and no transaction
+            # stays open for the length of a platform call.
+            await self.session.commit()
             self._open[platform] = conn
         return conn
 
@@ -376,21 +380,37 @@ async def _run_claimed(
     try:
         changes = await _execute(conns, list(action.plan))
     except _ExecutionFailed as failed:
-        await session.refresh(action)
-        await _record_failed(session, org_id, action, actor, failed.changes, str(failed.error))
-        await session.commit()
+        if await _settle(session, org_id, action, ActionStatus.APPLYING, ActionStatus.FAILED):
+            await _record_failed(session, org_id, action, actor, failed.changes, str(failed.error))
+            await session.commit()
         if isinstance(failed.error, ConnectorError):
             raise platform_error(failed.error, failed.platform) from None
         raise failed.error from None
     finally:
         await conns.aclose()
-    await session.refresh(action)
-    await _record_applied(session, org_id, action, actor, changes)
+    if await _settle(session, org_id, action, ActionStatus.APPLYING, ActionStatus.APPLIED):
+        await _record_applied(session, org_id, action, actor, changes)
+        ACTIONS_APPLIED.labels(module=action.module).inc()
     if idem is not None:
         idempotency.complete(idem, 200, action_out(action))
     await session.commit()
-    ACTIONS_APPLIED.labels(module=action.module).inc()
     return action
+
+
+async def _settle(session: AsyncSession, org_id: uuid.UUID, action: Action, expected: ActionStatus,
+                  new: ActionStatus) -> bool:
+    """Record the outcome of an apply, an undo or a reconciliation only if the action is still
+    in flight: a compare-and-set of its status, so an apply whose platform calls outlived
+    ``action_reconcile_after_seconds`` and the sweep that took it over do not both record
+    (audit, event) the same action. False: the other one settled it meanwhile; ``action`` is
+    reloaded as it was settled."""
+    won = await repository.claim_status(session, org_id, action.id, expected=expected.value, new=new.value,
+                                        at=utcnow())
+    await session.refresh(action)
+    if not won:
+        log.warning("actions.settled_elsewhere", action_id=str(action.id), org_id=str(org_id),
+                    outcome=new.value, status=action.status)
+    return won
 
 
 async def apply(
@@ -515,18 +535,17 @@ async def undo(
     try:
         restored = await _execute(conns, reverse, undo=True)
     except _ExecutionFailed as failed:
-        await repository.claim_status(session, org_id, action_id, expected=ActionStatus.UNDOING.value,
-                                      new=ActionStatus.APPLIED.value, at=utcnow())
-        await audit.record(session, org_id, caller.actor, "action.undo_failed", target_type="action",
-                           target_id=action.id, changes={"error": str(failed.error)[:500]})
-        await session.commit()
+        if await _settle(session, org_id, action, ActionStatus.UNDOING, ActionStatus.APPLIED):
+            await audit.record(session, org_id, caller.actor, "action.undo_failed", target_type="action",
+                               target_id=action.id, changes={"error": str(failed.error)[:500]})
+            await session.commit()
         if isinstance(failed.error, ConnectorError):
             raise platform_error(failed.error, failed.platform) from None
         raise failed.error from None
     finally:
         await conns.aclose()
-    await session.refresh(action)
-    await _record_undone(session, org_id, action, caller.actor, restored)
+    if await _settle(session, org_id, action, ActionStatus.UNDOING, ActionStatus.UNDONE):
+        await _record_undone(session, org_id, action, caller.actor, restored)
     if idem is not None:
         idempotency.complete(idem, 200, action_out(action))
     await session.commit()
@@ -578,10 +597,8 @@ async def _settle_apply(session: AsyncSession, org_id: uuid.UUID, action: Action
         done.append({**_entity(item), "before": _known(item.get("expected_before")),
                      "after": {k: state.get(k) for k in item["set"]}})
     if len(done) == len(plan):
-        if not await repository.claim_status(session, org_id, action.id, expected=ActionStatus.APPLYING.value,
-                                             new=ActionStatus.APPLIED.value, at=utcnow()):
+        if not await _settle(session, org_id, action, ActionStatus.APPLYING, ActionStatus.APPLIED):
             return "settled_elsewhere"
-        await session.refresh(action)
         action.error = None
         await _record_applied(session, org_id, action, RECONCILE_ACTOR, done, reconciled=True)
         await session.commit()
@@ -594,10 +611,8 @@ async def _settle_apply(session: AsyncSession, org_id: uuid.UUID, action: Action
                  else f"interrupted; the platform showed {len(done)} of {len(plan)} changes; reverting failed")
     else:
         error = NO_CHANGE_ERROR
-    if not await repository.claim_status(session, org_id, action.id, expected=ActionStatus.APPLYING.value,
-                                         new=ActionStatus.FAILED.value, at=utcnow()):
+    if not await _settle(session, org_id, action, ActionStatus.APPLYING, ActionStatus.FAILED):
         return "settled_elsewhere"
-    await session.refresh(action)
     await _record_failed(session, org_id, action, RECONCILE_ACTOR, done, error, reconciled=True)
     await session.commit()
     return ActionStatus.FAILED.value
@@ -609,10 +624,8 @@ async def _settle_undo(session: AsyncSession, org_id: uuid.UUID, action: Action,
     restored = [{**_entity(c), "before": c.get("after"), "after": c.get("before")}
                 for c, state in zip(reverse, states, strict=True) if _shows(state, c.get("before"))]
     if reverse and len(restored) == len(reverse):
-        if not await repository.claim_status(session, org_id, action.id, expected=ActionStatus.UNDOING.value,
-                                             new=ActionStatus.UNDONE.value, at=utcnow()):
+        if not await _settle(session, org_id, action, ActionStatus.UNDOING, ActionStatus.UNDONE):
             return "settled_elsewhere"
-        await session.refresh(action)
         await _record_undone(session, org_id, action, RECONCILE_ACTOR, restored, reconciled=True)
         await session.commit()
         return ActionStatus.UNDONE.value
@@ -621,8 +634,7 @@ async def _settle_undo(session: AsyncSession, org_id: uuid.UUID, action: Action,
     error = (NO_CHANGE_ERROR if not restored
              else f"interrupted; the platform showed {len(restored)} of {len(reverse)} entities restored, "
                   "which were changed back")
-    if not await repository.claim_status(session, org_id, action.id, expected=ActionStatus.UNDOING.value,
-                                         new=ActionStatus.APPLIED.value, at=utcnow()):
+    if not await _settle(session, org_id, action, ActionStatus.UNDOING, ActionStatus.APPLIED):
         return "settled_elsewhere"
     await audit.record(session, org_id, RECONCILE_ACTOR, "action.undo_failed", target_type="action",
                        target_id=action.id, changes={"error": error, "partial": restored, "reconciled": True})

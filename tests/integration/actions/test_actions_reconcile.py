@@ -289,6 +289,67 @@ async def test_two_sweeps_at_once_settle_once(
     assert [e["action"] for e in await _audit(api, team.owner, action_id)].count("action.failed") == 1
 
 
+class _Slow:
+    """A real connector whose apply outlives the threshold: after its last write (before the
+    apply records anything) the claim is aged and the sweep runs, as a platform call that
+    took longer than ``action_reconcile_after_seconds`` would meet it."""
+
+    def __init__(self, inner: AdConnector, after_writes: int, meanwhile: Any) -> None:
+        self._inner, self._left, self._meanwhile = inner, after_writes, meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def set_daily_budget(self, *args: Any) -> Any:
+        result = await self._inner.set_daily_budget(*args)
+        self._left -= 1
+        if self._left == 0:
+            await self._meanwhile()
+        return result
+
+
+async def test_an_apply_that_outlives_the_threshold_and_meets_the_sweep_is_recorded_once(
+    api: httpx.AsyncClient, team: Team, meta_env: MetaEnv, database: Database, owner_database: Database,
+    brain_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rec_id, campaigns, _before, after = await _budget_rec(api, team, meta_env, database)
+    org_id = uuid.UUID(team.owner.org_id)
+    swept: list[dict[str, int]] = []
+
+    async def sweep_meanwhile() -> None:
+        async with database.sessionmaker() as s:
+            await bind_tenant(s, org_id)
+            in_flight = await actions.latest_for_recommendation(s, org_id, uuid.UUID(rec_id))
+        assert in_flight is not None and in_flight.status == "applying"
+        await _age(owner_database, in_flight.id)
+        swept.append(await actions.reconcile_interrupted(database.sessionmaker, brain_settings))
+
+    real = platforms.connector_factory
+    slow: list[_Slow] = []
+
+    def factory(settings: Settings, platform: Platform, cred: RevealedCredential) -> AdConnector:
+        if slow:  # the sweep's own connector: a plain one
+            return real(settings, platform, cred)
+        slow.append(_Slow(real(settings, platform, cred), after_writes=2, meanwhile=sweep_meanwhile))
+        return slow[0]  # type: ignore[return-value]
+
+    monkeypatch.setattr(platforms, "connector_factory", factory)
+    async with database.sessionmaker() as session:
+        await bind_tenant(session, org_id)
+        outcome = await actions.apply(session, brain_settings, org_id,
+                                      actions.Caller(Role.OWNER, _actor(team.owner)), uuid.UUID(rec_id))
+    # The sweep found both budgets on the platform and settled it applied; the apply, back from
+    # its last call, found it settled and recorded nothing more.
+    assert swept == [{"applied": 1}]
+    assert outcome.status_code == 200 and outcome.action.status == "applied"
+    entries = await _audit(api, team.owner, outcome.action.id)
+    applied = [e for e in entries if e["action"] == "action.applied"]
+    assert len(applied) == 1 and applied[0]["changes"]["reconciled"] is True
+    assert len(await _events(database, team.owner, "action.applied", outcome.action.id)) == 1
+    assert [c.daily_budget_minor for c in campaigns[:2]] == after
+    assert await _rec_status(api, team.owner, rec_id) == "applied"
+
+
 async def test_an_unreachable_platform_leaves_it_for_the_next_sweep(
     api: httpx.AsyncClient, team: Team, meta_env: MetaEnv, database: Database, owner_database: Database,
     brain_settings: Settings, dying: list[int], monkeypatch: pytest.MonkeyPatch,

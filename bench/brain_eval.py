@@ -246,6 +246,60 @@ def score_forecast(w: bw.World, rep: dict[str, Any], lead: int = 7) -> dict[str,
     }
 
 
+# --------------------------------------------------------------------------- ceilings
+
+#: One-sided z of a single test at 5 % and 1 % false alarms: an oracle's bar, far below what a
+#: detector replayed daily over a year of ~500 ads needs to keep its precision.
+ORACLE_Z = (1.64, 2.33)
+
+
+def _oracle_z(w: bw.World, a: int, first: int, last: int) -> np.ndarray:
+    """Cumulative detection z of ad ``a``'s fatigue from ``first`` to each day up to ``last``
+    for an oracle that knows the onset, the curve's shape and the baseline CTR exactly, with
+    Poisson click noise only (no over-dispersion, weekday or holiday noise): the noncentrality
+    of the most powerful test of "this curve" against "flat", sqrt(sum E_d (1 - m_d)^2).
+    No detector that has to find the onset in noisier data can do better."""
+    m = w.fatigue_mult[a, first : last + 1]
+    flat = w.expected_clicks[a, first : last + 1] / np.maximum(m, 1e-9)
+    return np.asarray(np.sqrt(np.cumsum(flat * (1.0 - m) ** 2)))
+
+
+def fatigue_ceiling(w: bw.World) -> dict[str, Any]:
+    """How fast the oracle of :func:`_oracle_z` could flag the planted fatigue that
+    ``score_fatigue`` counts (>= 60 expected clicks in the 4 weeks before the onset): the
+    bound on ``median_detection_delay_days`` that the data itself sets."""
+    out: dict[str, Any] = {}
+    for bar in ORACLE_Z:
+        delays = []
+        for a, o in w.fatigue_onset.items():
+            if float(w.expected_clicks[a, max(0, o - 28) : o].sum()) < 60.0:
+                continue
+            hit = np.flatnonzero(_oracle_z(w, a, o, int(w.ad_end[a])) >= bar)
+            delays.append(int(hit[0]) if hit.size else 10**6)
+        d = np.array(delays)
+        out[f"oracle_z{bar}_median_delay_days"] = float(np.median(d)) if d.size else None
+        out[f"oracle_z{bar}_share_within_10d"] = round(float(np.mean(d <= 10)), 4) if d.size else None
+    return out
+
+
+def forecast_ceiling(w: bw.World, lead: int = 7) -> dict[str, Any]:
+    """The share of the ads ``score_forecast`` counts whose fatigue the oracle of
+    :func:`_oracle_z` could tell from flat with the data known ``lead`` days before the
+    crossing: the bound on ``share_warned_7d_ahead`` at that oracle's false-alarm rate."""
+    zs = []
+    for a, o in w.fatigue_onset.items():
+        curve = w.fatigue_mult[a, o:]
+        if not (curve <= 0.8).any():
+            continue
+        c = o + int(np.argmax(curve <= 0.8))
+        if c < 28 + lead or float(w.expected_clicks[a, max(0, c - 60) : c].sum()) < 60.0:
+            continue
+        zs.append(float(_oracle_z(w, a, o, c - lead)[-1]) if c - lead >= o else 0.0)
+    z = np.array(zs)
+    return {f"oracle_z{bar}_share_detectable_{lead}d_ahead": round(float(np.mean(z >= bar)), 4) if z.size else None
+            for bar in ORACLE_Z}
+
+
 # --------------------------------------------------------------------------- anomalies
 
 
@@ -444,9 +498,9 @@ def run_seed(seed: int, quick: bool, stride: int) -> dict[str, Any]:
     size = {"n_ads": 200, "n_campaigns": 16} if quick else {}
     w = bw.generate(seed, **size)
     rep = replay_fatigue(w, stride)
-    out: dict[str, Any] = {"seed": seed, "fatigue": score_fatigue(w, rep)}
+    out: dict[str, Any] = {"seed": seed, "fatigue": score_fatigue(w, rep) | fatigue_ceiling(w)}
     wear = bw.generate(seed + 1000, wearout=True, **size)
-    out["forecast"] = score_forecast(wear, replay_fatigue(wear, stride))
+    out["forecast"] = score_forecast(wear, replay_fatigue(wear, stride)) | forecast_ceiling(wear)
     out["anomaly"] = replay_anomalies(w, stride)
     out["budget"] = eval_budget(w)
     return out
@@ -466,6 +520,9 @@ def worst(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         "budget_path_fraction_after_10_steps": min(vals("budget", "path_fraction_after_10_steps") or [float("nan")]),
         "forecast_share_warned_7d_ahead": min(vals("forecast", "share_warned_7d_ahead")),
         "forecast_precision": min(vals("forecast", "precision")),
+        # what the data allows (an oracle knowing onset, shape and baseline; Poisson noise only)
+        "ceiling_fatigue_median_delay_days_oracle_z2.33": min(vals("fatigue", "oracle_z2.33_median_delay_days")),
+        "ceiling_forecast_share_7d_ahead_oracle_z1.64": max(vals("forecast", "oracle_z1.64_share_detectable_7d_ahead")),
     }
 
 

@@ -30,6 +30,7 @@ from omnify.integrations.base import (
     PermissionDenied,
     Platform,
     TokenSet,
+    retry_after_seconds,
 )
 from omnify.settings import Settings
 
@@ -134,8 +135,7 @@ def platform_error(exc: ConnectorError, platform: str) -> AppError:
     if isinstance(exc, InvalidRequest | PermissionDenied | AuthRevoked | AuthExpired):
         return PlatformRefused(detail, **extra)
     if exc.retryable or isinstance(exc, CircuitOpen):
-        retry_after = getattr(exc, "retry_after", None)
-        wait = int(retry_after) + 1 if isinstance(retry_after, int | float) else PLATFORM_RETRY_AFTER_SECONDS
+        wait = retry_after_seconds(exc) or PLATFORM_RETRY_AFTER_SECONDS
         return PlatformBusy(detail, headers={"Retry-After": str(wait)}, **extra)
     return PlatformError(detail, **extra)
 

@@ -65,6 +65,7 @@ from omnify.integrations.base import (
     RateLimited,
     TokenSet,
     TransientError,
+    retry_after_seconds,
 )
 from omnify.integrations.shopify import oauth as shopify_oauth
 from omnify.integrations.shopify.client import ShopifyConnector
@@ -125,8 +126,8 @@ def error_code_for(exc: BaseException) -> str:
 
 def platform_error(exc: ConnectorError) -> PlatformUnavailable | AuthorizationFailed:
     if exc.retryable or isinstance(exc, CircuitOpen):
-        retry_after = getattr(exc, "retry_after", None)
-        headers = {"Retry-After": str(int(retry_after) + 1)} if isinstance(retry_after, int | float) else None
+        wait = retry_after_seconds(exc)
+        headers = {"Retry-After": str(wait)} if wait is not None else None
         return PlatformUnavailable(f"The platform did not answer properly: {safe_message(exc)}",
                                    headers=headers, platform_code=exc.platform_code)
     return AuthorizationFailed(f"The platform refused: {safe_message(exc)}", platform_code=exc.platform_code)

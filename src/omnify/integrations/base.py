@@ -84,6 +84,13 @@ class CircuitOpen(ConnectorError):
     """Too many consecutive failures for this account: calls are short-circuited for a while."""
 
 
+def retry_after_seconds(exc: ConnectorError) -> int | None:
+    """The platform's own wait before a retry, in whole seconds rounded up (a client's
+    ``Retry-After``), or None when it named none."""
+    wait = getattr(exc, "retry_after", None)
+    return int(wait) + 1 if isinstance(wait, int | float) else None
+
+
 # ------------------------------------------------------------------------------ OAuth
 @dataclass(frozen=True, slots=True)
 class OAuthStart:

@@ -388,15 +388,27 @@ def eval_budget(w: bw.World) -> dict[str, Any]:
     oracle.update({c: float(v) for c, v in zip(live, best, strict=True)})
     base = true_rev(current)
     up_oracle = true_rev(oracle) - base
-    # the same oracle kept within 2x each campaign's highest daily spend so far (the plan's own
-    # bound: curves are not trusted far beyond the data), for reference
-    seen = {f"c{c}": float(w.spend[w.ad_campaign[w.ad] == c].max(initial=0.0)) for c in range(len(w.current_budget))}
-    cap = np.array([max(2.0 * seen.get(c, 0.0), current[c]) for c in live])
-    bounded = dict(current)
-    capped = bw.optimum([curves[c] for c in live], sum(current[c] for c in live), cap)
-    bounded.update({c: float(v) for c, v in zip(live, capped, strict=True)})
-    up_bounded = true_rev(bounded) - base
-    out: dict[str, Any] = {"oracle_uplift_pct_of_revenue": round(100 * up_oracle / base, 3) if base else None}
+    # the same oracle kept within k x each campaign's highest daily spend so far (k = 2: the
+    # plan's own bound, curves are not trusted far beyond the data), for reference: how much of
+    # the oracle's uplift lies beyond any spend the data shows
+    on_campaign = w.ad_campaign[w.ad]
+    seen = {f"c{c}": float(np.bincount(w.day[on_campaign == c], weights=w.spend[on_campaign == c]).max(initial=0.0))
+            if (on_campaign == c).any() else 0.0 for c in range(len(w.current_budget))}
+
+    def bounded_uplift(k: float) -> float:
+        cap = np.array([max(k * seen.get(c, 0.0), current[c]) for c in live])
+        capped = bw.optimum([curves[c] for c in live], sum(current[c] for c in live), cap)
+        return true_rev(current | {c: float(v) for c, v in zip(live, capped, strict=True)}) - base
+
+    up_bounded = bounded_uplift(2.0)
+    out: dict[str, Any] = {
+        "oracle_uplift_pct_of_revenue": round(100 * up_oracle / base, 3) if base else None,
+        "oracle_largest_multiple_of_seen_spend": round(max(
+            (oracle[c] / seen[c] for c in live if seen.get(c, 0.0) > 0), default=0.0), 2),
+    }
+    for k in (5, 10):
+        out[f"oracle_within_{k}x_seen_fraction_of_oracle"] = (
+            round(bounded_uplift(float(k)) / up_oracle, 4) if up_oracle > 0 else None)
     if alloc is None:
         out["skipped"] = result.warnings
         return out

@@ -79,9 +79,14 @@ def pool_child(worker: WorkerProcess) -> int:
     """The pid of a prefork worker's (first) pool child, the process that runs the tasks."""
     assert worker.proc is not None
     pid = worker.proc.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    # Every thread's list: the first child is forked by the main thread, a replacement by
+    # the pool's supervisor thread, and /proc lists a child under the thread that forked it.
+    children: list[int] = []
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            children += [int(c) for c in (task / "children").read_text().split()]
     assert children, "the prefork worker has no pool child"
-    return int(children[0])
+    return children[0]
 
 
 def broker_url_or_skip(name: str) -> str | None:

@@ -56,8 +56,9 @@ TIMEOUT = 3.0
 SWEEP = 2.0
 #: The documented bound, compressed: lease + one sweep interval.
 BOUND = LEASE + SWEEP
-#: Slack for a loaded 2-CPU runner (broker polling, the task's own run).
-MARGIN = 8.0
+#: Slack for a loaded 2-CPU runner (broker polling, the task's own run), as the other
+#: worker-crash tests allow.
+MARGIN = 10.0
 #: How long the receiver holds the first POST at most (the test kills the worker long before).
 HOLD = 30.0
 #: Settings the worker process needs to reach the suite's database and unseal secrets.
@@ -212,7 +213,8 @@ async def test_delivery_redone_once_after_worker_sigkill(
         await until(in_flight, timeout=60, what="the first POST at the receiver")
         killed_at = time.monotonic()
         if kill == "child":
-            os.kill(pool_child(first), signal.SIGKILL)  # a late-ack message would come back; this one is gone
+            dead_child = pool_child(first)
+            os.kill(dead_child, signal.SIGKILL)  # a late-ack message would come back; this one is gone
             worker = first
         else:
             first.kill()
@@ -223,6 +225,17 @@ async def test_delivery_redone_once_after_worker_sigkill(
         assert dead.attempt_started_at is not None  # the claim recorded its attempt
         if kill == "worker":
             workers.append(worker.start(timeout=60))
+        else:
+            async def replaced() -> bool:
+                try:
+                    return pool_child(first) != dead_child
+                except AssertionError:  # between the old child's death and the new one's fork
+                    return False
+            await until(replaced, timeout=60, what="the pool child replaced")
+        # The bound runs from when a worker can take work again: restarting it is the
+        # supervisor's part (measured by the up lifecycle tests), not the lease's.
+        back_at = time.monotonic()
+        bound = max(BOUND, back_at - killed_at + SWEEP)
 
         # The beat, compressed: the sweep queues every due delivery.
         async def redone() -> bool:
@@ -233,8 +246,7 @@ async def test_delivery_redone_once_after_worker_sigkill(
                     return True
                 await asyncio.sleep(0.1)
             return False
-        await until(redone, timeout=max(BOUND, time.monotonic() - killed_at + SWEEP) + MARGIN,
-                    what="the delivery redone", interval=0)
+        await until(redone, timeout=bound + MARGIN, what="the delivery redone", interval=0)
         done_at = time.monotonic()
         # One more sweep and a pause: nothing is sent a third time.
         app.send_task("omnify.webhooks.redeliver_due", queue=jobs.queue)
@@ -263,10 +275,15 @@ async def test_delivery_redone_once_after_worker_sigkill(
     assert hits[0].body == hits[1].body
     assert [h.answered for h in hits] == [False, True]  # exactly one receipt acknowledged
 
-    events = [e.get("event") for e in worker.events()]
+    logged = worker.events()
+    events = [e.get("event") for e in logged]
     assert "webhook.attempt_lost" in events, events
-    figures = {"kill": kill, "lease_s": LEASE, "sweep_s": SWEEP, "bound_s": BOUND,
+    # Other organizations' due deliveries the one-process worker attempted meanwhile (made
+    # by tests running beside this one): a backlog ahead of ours shows here, not as a mystery.
+    others = sum(1 for e in logged if e.get("event") == "webhook.attempt" and e.get("delivery_id") != str(delivery_id))
+    figures = {"kill": kill, "lease_s": LEASE, "sweep_s": SWEEP, "bound_s": round(bound, 2),
+               "worker_back_after_kill_s": round(back_at - killed_at, 2),
                "resent_after_kill_s": round(hits[1].at - killed_at, 2),
-               "succeeded_after_kill_s": round(done_at - killed_at, 2)}
+               "succeeded_after_kill_s": round(done_at - killed_at, 2), "other_attempts_meanwhile": others}
     print("webhook-crash-recovery", json.dumps(figures))
-    assert hits[1].at - killed_at <= BOUND + MARGIN, figures
+    assert hits[1].at - killed_at <= bound + MARGIN, figures

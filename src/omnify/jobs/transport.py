@@ -98,6 +98,7 @@ class Channel(kombu_sqla.Channel):  # type: ignore[misc]
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, **engine_options)
         if url.startswith("sqlite"):
+            _FORK_GATE.watch(engine)
 
             @event.listens_for(engine, "connect")
             def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -312,34 +313,86 @@ class Transport(kombu_sqla.Transport):  # type: ignore[misc]
     Channel = Channel
 
 
-def _close_engines_before_fork() -> None:
-    """Close every idle broker connection before this process forks.
+class _ForkGate:
+    """Holds ``fork()`` until no SQLite broker connection of this process is in use.
 
-    Why: a SQLite connection must never cross ``fork()``. SQLite keeps per-process lock and
-    shared-memory (WAL index) state for each open file; a child that inherits it (billiard
-    also closes the inherited descriptors) gets ``sqlite3.OperationalError: locking protocol``
-    on every later statement, for as long as it lives. That was the beat forked by
-    ``omnify worker --beat`` after the worker's queue-depth poller had opened the broker
-    (issue 14): no scheduled task was ever published. Closing the idle connections leaves the
-    engine usable; the next statement in either process opens a fresh connection.
+    Why: SQLite keeps the locks a process holds in per-process memory (the WAL index's lock
+    bits of each open connection). A child forked while another thread of the parent is
+    inside a broker transaction (the consumer's ``BEGIN IMMEDIATE`` fetch, a lease renewal,
+    an ack) inherits that bookkeeping: its own writes see a write lock held "by this process"
+    that nobody in it will ever release, and every publish waits out the busy timeout (30 s)
+    and fails, for as long as the child lives. Prefork forks replacement children from its
+    supervisor thread while the main thread consumes, so a pool child replaced after a crash
+    or at ``worker_max_tasks_per_child`` could be born unable to publish (a webhook sweep
+    hung in CI exactly so; ``tests/unit/jobs/test_transport_fork.py`` reproduces it).
+
+    Checkouts and checkins of the broker's pooled connections are counted; the before-fork
+    hook stops new checkouts and waits, bounded, for the count to reach zero, then the idle
+    connections are closed; the parent resumes after the fork, the child starts afresh.
     """
-    for engine, _ in list(kombu_sqla.Channel._engines.values()):
-        if engine.dialect.name == "sqlite":
-            engine.dispose()
+
+    #: How long a fork waits for in-flight broker statements (each lasts milliseconds;
+    #: past this something is stuck, and the fork goes ahead rather than hang the pool).
+    GRACE_SECONDS = 5.0
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = 0
+        self._forking = False
+
+    def watch(self, engine: Engine) -> None:
+        event.listen(engine, "checkout", self._checkout)
+        event.listen(engine, "checkin", self._checkin)
+
+    def _checkout(self, *_: Any) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._forking, timeout=self.GRACE_SECONDS)
+            self._busy += 1
+
+    def _checkin(self, *_: Any) -> None:
+        with self._cond:
+            self._busy = max(0, self._busy - 1)
+            self._cond.notify_all()
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def before_fork(self) -> None:
+        with self._cond:
+            self._forking = True
+            if not self._cond.wait_for(lambda: self._busy == 0, timeout=self.GRACE_SECONDS):
+                log.warning("jobs.broker_fork_while_busy", connections_in_use=self._busy)
+        for engine, _ in list(kombu_sqla.Channel._engines.values()):
+            if engine.dialect.name == "sqlite":
+                # Idle connections closed too: the next statement in either process opens
+                # a fresh one (a connection must never cross fork(); issue 14's beat).
+                engine.dispose()
+
+    def after_in_parent(self) -> None:
+        with self._cond:
+            self._forking = False
+            self._cond.notify_all()
+
+    def after_in_child(self) -> None:
+        """Drop (without closing) whatever the parent still held; start counting afresh."""
+        self._reset()
+        for engine, _ in list(kombu_sqla.Channel._engines.values()):
+            if engine.dialect.name == "sqlite":
+                engine.dispose(close=False)
 
 
-def _forget_engines_in_child() -> None:
-    """In the child, drop (without closing) any connection still checked out in the parent."""
-    for engine, _ in list(kombu_sqla.Channel._engines.values()):
-        if engine.dialect.name == "sqlite":
-            engine.dispose(close=False)
-
+_FORK_GATE = _ForkGate()
 
 # Registered at import, i.e. before omnify.jobs.metrics registers its fork guard: "before"
-# hooks run in reverse order, so the guard is taken first (no queue-depth poll is holding a
-# connection) and the idle connections are closed after.
+# hooks run in reverse order, so the guard is taken first (no queue-depth poll is starting)
+# and this gate then waits for the statements in flight.
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_close_engines_before_fork, after_in_child=_forget_engines_in_child)
+    os.register_at_fork(before=_FORK_GATE.before_fork, after_in_parent=_FORK_GATE.after_in_parent,
+                        after_in_child=_FORK_GATE.after_in_child)
 
 
 def register() -> None:

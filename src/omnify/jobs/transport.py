@@ -313,6 +313,11 @@ class Transport(kombu_sqla.Transport):  # type: ignore[misc]
     Channel = Channel
 
 
+def _sqlite_engines() -> list[Engine]:
+    """The SQLite engines in kombu's process-wide cache (a snapshot: it may grow meanwhile)."""
+    return [engine for engine, _ in list(kombu_sqla.Channel._engines.values()) if engine.dialect.name == "sqlite"]
+
+
 class _ForkGate:
     """Holds ``fork()`` until no SQLite broker connection of this process is in use.
 
@@ -366,11 +371,10 @@ class _ForkGate:
             self._forking = True
             if not self._cond.wait_for(lambda: self._busy == 0, timeout=self.GRACE_SECONDS):
                 log.warning("jobs.broker_fork_while_busy", connections_in_use=self._busy)
-        for engine, _ in list(kombu_sqla.Channel._engines.values()):
-            if engine.dialect.name == "sqlite":
-                # Idle connections closed too: the next statement in either process opens
-                # a fresh one (a connection must never cross fork(); issue 14's beat).
-                engine.dispose()
+        for engine in _sqlite_engines():
+            # Idle connections closed too: the next statement in either process opens a
+            # fresh one (a connection must never cross fork(); issue 14's beat).
+            engine.dispose()
 
     def after_in_parent(self) -> None:
         with self._cond:
@@ -380,9 +384,8 @@ class _ForkGate:
     def after_in_child(self) -> None:
         """Drop (without closing) whatever the parent still held; start counting afresh."""
         self._reset()
-        for engine, _ in list(kombu_sqla.Channel._engines.values()):
-            if engine.dialect.name == "sqlite":
-                engine.dispose(close=False)
+        for engine in _sqlite_engines():
+            engine.dispose(close=False)
 
 
 _FORK_GATE = _ForkGate()
